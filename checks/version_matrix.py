@@ -1,0 +1,268 @@
+"""Do the installed versions of the training stack fit together? (FM-10, FM-22)
+
+1. Each installed package's own Requires-Dist, read live from the facts and checked with
+   `packaging` (checks/_requires.py): unsloth's transformers/trl ceilings, peft's torch floor ...
+   so the doctor stays right for releases newer than itself.
+2. Known pairs from checks/data/version_pairs.json, for what metadata does not say or facts lack:
+   torch <-> triton, xformers <-> torch, torchvision <-> torch (binaries built against one torch),
+   unsloth <-> unsloth_zoo skew, bitsandbytes too old for Unsloth. Each has its own finding id and
+   fix, and its pair is left out of the generic unmet-requirement finding so it is said once.
+3. Python outside a package's Requires-Python (unsloth's, with a dated fallback table).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from checks import check
+from checks._cuda_compat import PYTORCH_INDEX, torch_cuda_tag
+from checks._data import load
+from checks._machine import UNSLOTH_UPGRADE
+from checks._requires import Unmet, requirement_on, unmet_requirements
+from checks._versions import below, calendar_months, matches, parse, public
+from doctor.facts import Facts
+from doctor.findings import Finding, Severity
+
+UNMET = "versions.unmet-requirement"
+XFORMERS = "versions.xformers-torch-mismatch"
+TORCHVISION = "versions.torchvision-torch-mismatch"
+TRITON = "versions.torch-triton-mismatch"
+ZOO = "versions.unsloth-zoo-skew"
+BNB = "versions.bitsandbytes-too-old"
+PYTHON = "versions.python-unsupported"
+
+# Required packages whose mismatch breaks training (error); others are a warning.
+CORE = {"torch", "transformers", "trl", "peft", "accelerate", "bitsandbytes", "xformers", "triton",
+        "datasets", "unsloth", "unsloth-zoo", "tokenizers", "safetensors", "huggingface-hub",
+        "torchao", "torchvision"}
+# Packages whose Requires-Python mismatch stops training (the rest: warning).
+PYTHON_CRITICAL = {"unsloth", "unsloth-zoo", "torch"}
+
+LINK_XFORMERS = "https://github.com/unslothai/unsloth/issues/8580"
+LINK_ZOO = "https://github.com/unslothai/unsloth/issues/2435"
+LINK_AUTO_INSTALL = "https://github.com/unslothai/unsloth/blob/main/unsloth/_auto_install.py"
+LINK_BNB = "https://github.com/unslothai/unsloth/issues/679"
+
+
+@check(id="version_matrix", title="the training stack's versions fit together (declared requirements, known pairs, Python)",
+       finding_ids=(UNMET, XFORMERS, TORCHVISION, TRITON, ZOO, BNB, PYTHON), order=50)
+def version_matrix(facts: Facts, config=None) -> list[Finding]:
+    out: list[Finding] = []
+    covered: set[tuple[str, str]] = {("xformers", "torch"), ("torchvision", "torch"),
+                                     ("torch", "triton"), ("unsloth", "unsloth-zoo")}
+    for fn in (_xformers, _torchvision, _triton, _zoo_skew):
+        f = fn(facts)
+        if f is not None:
+            out.append(f)
+    bnb = _bnb_too_old(facts)
+    if bnb is not None:
+        out.append(bnb)
+        covered |= {(p, "bitsandbytes") for p in facts.packages}
+    for name in sorted(facts.packages):
+        unmet = [u for u in unmet_requirements(facts, name)
+                 if (u.parent, u.child) not in covered and not (u.child == "torch" and u.installed is None)]
+        if unmet:
+            out.append(_unmet(unmet))
+    out.extend(_python(facts))
+    return out
+
+
+# -- 1. declared requirements ----------------------------------------------------------------------
+
+def _unmet(unmet: list[Unmet]) -> Finding:
+    first = unmet[0]
+    def describe(u: Unmet) -> str:
+        return f"{u.wanted} ({u.installed} installed)" if u.installed else f"{u.wanted} (not installed)"
+    severe = any(u.child in CORE for u in unmet)
+    more = f", and {len(unmet) - 1} more" if len(unmet) > 1 else ""
+    return Finding(
+        id=UNMET, severity=Severity.ERROR if severe else Severity.WARNING,
+        title=f"{first.parent} {first.parent_version} requires {describe(first)}{more}",
+        why=f"{first.parent} declares these requirements in its own metadata and they are not met: "
+            + "; ".join(describe(u) for u in unmet)
+            + ". It was installed without them (--no-deps, or a later install changed them); code "
+              "paths that rely on them fail at import or, worse, mid-training.",
+        remediation=f"Install versions inside the declared ranges (pip will name any other package "
+                    f"that conflicts), or install the {first.parent} release that matches what you have.",
+        commands=["pip install " + " ".join(f'"{u.wanted}"' for u in unmet)],
+        evidence={f"packages.{first.parent}.requires": [u.line for u in unmet],
+                  **{f"packages.{u.child}.version": u.installed for u in unmet}},
+        failure_mode="FM-22" if first.parent.startswith("unsloth") else "FM-10",
+        confidence=0.9, fix_cost=2)
+
+
+# -- 2. known pairs --------------------------------------------------------------------------------
+
+def _built_for(facts: Facts, binary: str, table: str) -> tuple[Optional[str], str]:
+    """The torch specifier a binary package was built for: its own pin, else the table's row."""
+    req = requirement_on(facts, binary, "torch")
+    if req is not None and str(req.specifier):
+        return str(req.specifier), f"packages.{binary}.requires"
+    for row in load("version_pairs")[table]:
+        if matches(facts.version(binary), row[binary]):
+            return row["torch"], f"checks/data/version_pairs.json {table}"
+    return None, ""
+
+
+def _matching(facts: Facts, binary: str, table: str) -> Optional[str]:
+    """The newest binary release built for the installed torch, from the table: '0.0.24'."""
+    torch = facts.version("torch")
+    fits = [row[binary].lstrip("=") for row in load("version_pairs")[table] if matches(torch, row["torch"])]
+    return max(fits, key=lambda v: parse(v.rstrip(".*")) or parse("0"), default=None)
+
+
+def _pair_mismatch(facts: Facts, binary: str, table: str, fid: str, links: list[str],
+                   what_breaks: str) -> Optional[Finding]:
+    have, torch = facts.version(binary), facts.version("torch")
+    if not have or not torch:
+        return None
+    spec, basis = _built_for(facts, binary, table)
+    if spec is None or matches(torch, spec) is not False:
+        return None
+    match = _matching(facts, binary, table)
+    tag = torch_cuda_tag(torch)
+    index = f" --index-url {PYTORCH_INDEX}{tag}" if tag else ""
+    target = f'"{binary}=={match}"' if match else binary
+    return Finding(
+        id=fid, severity=Severity.ERROR,
+        title=f"{binary} {have} was built for torch{spec}, but torch {torch} is installed",
+        why=f"{binary} ships compiled extensions for one torch release; with another one "
+            f"{what_breaks}",
+        remediation=(f"Install the {binary} built for torch {public(torch)}" + (f" ({match})" if match else "")
+                     + ", without letting pip replace torch; or reinstall the torch it was built for."),
+        commands=[f"pip install --force-reinstall --no-deps {target}{index}"],
+        evidence={f"packages.{binary}.version": have, "torch.version": torch, basis: f"torch{spec}"},
+        links=links, failure_mode="FM-10", confidence=0.9, fix_cost=2)
+
+
+def _xformers(facts: Facts) -> Optional[Finding]:
+    return _pair_mismatch(
+        facts, "xformers", "xformers_torch", XFORMERS, [LINK_XFORMERS, LINK_AUTO_INSTALL],
+        "it prints \"xFormers can't load C++/CUDA extensions\" and Unsloth either stops ('You have "
+        "torch = X but xformers = Y') or loses its memory-efficient attention.")
+
+
+def _torchvision(facts: Facts) -> Optional[Finding]:
+    return _pair_mismatch(
+        facts, "torchvision", "torchvision_torch", TORCHVISION, [],
+        "`import torchvision` fails (operator torchvision::nms does not exist), and transformers "
+        "imports it for vision and multimodal models.")
+
+
+def _triton(facts: Facts) -> Optional[Finding]:
+    p = facts.platform
+    torch = facts.version("torch")
+    if p.system != "Linux" or p.machine not in ("x86_64", "") or not torch or "triton" not in facts.packages:
+        return None
+    req = requirement_on(facts, "torch", "triton")
+    if req is not None:
+        spec, basis = str(req.specifier), "packages.torch.requires"
+    elif facts.packages["torch"].requires:
+        return None         # torch's metadata was read and pins no triton here (marker false)
+    else:
+        row = next((r for r in load("version_pairs")["torch_triton"] if matches(torch, r["torch"])), None)
+        if row is None:
+            return None
+        spec, basis = row["triton"], "checks/data/version_pairs.json torch_triton"
+    have = facts.version("triton")
+    if have and (not spec or matches(have, spec) is not False):
+        return None
+    return Finding(
+        id=TRITON, severity=Severity.ERROR,
+        title=(f"triton {have} does not match torch {torch} (which needs triton{spec})" if have else
+               f"triton is not installed, but torch {torch} needs triton{spec}"),
+        why="torch.compile/Inductor and every Triton kernel (all of Unsloth's) are generated for the "
+            "triton release torch was built with; another release fails to compile or import "
+            "('No module named triton', missing attributes in triton.backends).",
+        remediation="Install the triton release torch pins.",
+        commands=[f'pip install "triton{spec}"'],
+        evidence={"packages.triton.version": have, "torch.version": torch, basis: f"triton{spec}"},
+        failure_mode="FM-10", confidence=0.9, fix_cost=1)
+
+
+def _zoo_skew(facts: Facts) -> Optional[Finding]:
+    unsloth = facts.version("unsloth")
+    if not unsloth or "unsloth-zoo" not in facts.packages or facts.packages["unsloth-zoo"].error:
+        return None
+    zoo = facts.version("unsloth-zoo")
+    req = requirement_on(facts, "unsloth", "unsloth_zoo")
+    evidence = {"packages.unsloth.version": unsloth, "packages.unsloth-zoo.version": zoo,
+                "unsloth declares": f"unsloth_zoo{req.specifier}" if req is not None else None}
+    common = dict(id=ZOO, remediation="Upgrade both together with the maintainers' command, then delete "
+                                      "any stale unsloth_compiled_cache/ folder next to your script.",
+                  commands=[UNSLOTH_UPGRADE, "rm -rf unsloth_compiled_cache"], evidence=evidence,
+                  links=[LINK_ZOO], failure_mode="FM-22", fix_cost=1)
+    if req is not None and zoo is None:
+        return Finding(severity=Severity.CRITICAL, confidence=0.95,
+                       title=f"unsloth {unsloth} needs unsloth_zoo, which is not installed",
+                       why="`import unsloth` raises 'Please install unsloth_zoo via `pip install unsloth_zoo`'.",
+                       **common)
+    if req is not None and str(req.specifier) and matches(zoo, str(req.specifier)) is False:
+        older = any(s.operator in (">=", ">", "~=") and below(zoo, s.version) for s in req.specifier)
+        return Finding(severity=Severity.ERROR, confidence=0.95,
+                       title=f"unsloth_zoo {zoo} is {'older than' if older else 'outside'} what unsloth "
+                             f"{unsloth} declares (unsloth_zoo{req.specifier})",
+                       why="unsloth and unsloth_zoo move together: unsloth imports patches and trainer "
+                           "code from the zoo, so a skewed pair fails with missing names, prints "
+                           "'Please update Unsloth and Unsloth-Zoo to the latest version!', or hangs "
+                           "while patching (hiyouga/LlamaFactory#7170).",
+                       **common)
+    a, b = calendar_months(unsloth), calendar_months(zoo)
+    limit = load("version_pairs")["unsloth_zoo_skew"]["max_months"]
+    if a is not None and b is not None and abs(a - b) > limit:
+        return Finding(severity=Severity.WARNING, confidence=0.6,
+                       title=f"unsloth {unsloth} and unsloth_zoo {zoo} are {abs(a - b)} months apart",
+                       why="They are released together with matching calendar versions; a pair this far "
+                           "apart is untested and a classic source of import errors and patching hangs.",
+                       **common)
+    return None
+
+
+def _bnb_too_old(facts: Facts) -> Optional[Finding]:
+    row = next(r for r in load("version_pairs")["minimums_with_unsloth"] if r["package"] == "bitsandbytes")
+    have = facts.version("bitsandbytes")
+    if not facts.version("unsloth") or not have or not below(have, row["min"]):
+        return None
+    return Finding(
+        id=BNB, severity=Severity.ERROR,
+        title=f"bitsandbytes {have} is older than Unsloth's floor {row['min']}",
+        why="Older bitsandbytes fails its CUDA setup ('CUDA Setup failed despite GPU being available', "
+            "libcudart not found), most often on WSL2, and lacks kernels Unsloth's 4-bit path calls.",
+        remediation=f"Upgrade bitsandbytes to {row['min']} or newer.",
+        commands=[f'pip install --upgrade "bitsandbytes>={row["min"]}"', "python -m bitsandbytes"],
+        evidence={"packages.bitsandbytes.version": have, "packages.unsloth.version": facts.version("unsloth")},
+        links=[LINK_BNB], failure_mode=row["failure_mode"], confidence=0.85, fix_cost=1)
+
+
+# -- 3. Python -------------------------------------------------------------------------------------
+
+def _python(facts: Facts) -> list[Finding]:
+    py = facts.platform.python_version
+    if not py or parse(py) is None:
+        return []
+    out = []
+    for name in sorted(facts.packages):
+        info = facts.packages[name]
+        if not info.version:
+            continue
+        spec, basis, approximate = info.requires_python, f"packages.{name}.requires_python", False
+        if not spec and name == "unsloth":
+            row = next((r for r in load("version_pairs")["unsloth_requires_python"]
+                        if matches(info.version, r["unsloth"])), None)
+            if row is not None:
+                spec, basis, approximate = row["requires_python"], "checks/data/version_pairs.json unsloth_requires_python", True
+        if not spec or matches(py, spec) is not False:
+            continue
+        severe = name in PYTHON_CRITICAL and not approximate
+        out.append(Finding(
+            id=PYTHON, severity=Severity.ERROR if severe else Severity.WARNING,
+            title=f"{name} {info.version} supports Python {spec}, this is Python {py}",
+            why=f"{name} declares Requires-Python {spec}; pip would not have installed it on Python {py} "
+                "unless forced, and its compiled dependencies (xformers, bitsandbytes, triton wheels) "
+                "often do not exist for this Python.",
+            remediation="Create an environment with a supported Python (e.g. `uv venv -p 3.11` or "
+                        "`conda create -n ft python=3.11`) and install the stack there.",
+            commands=["python --version"],
+            evidence={"platform.python_version": py, basis: spec, f"packages.{name}.version": info.version},
+            links=[LINK_AUTO_INSTALL] if name == "unsloth" else [],
+            failure_mode="FM-10", confidence=0.6 if approximate else 0.9, fix_cost=3))
+    return out

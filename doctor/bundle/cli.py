@@ -1,0 +1,47 @@
+"""`doctor bundle` and `doctor analyze`: argument parsing only.
+
+No `from __future__ import annotations` here: with_config_flags rebuilds the signature, and typer
+must see the Annotated[...] objects themselves, not strings it cannot resolve in flags.py.
+"""
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from typing_extensions import Annotated
+
+
+def register(app, handles_errors, with_config_flags):
+    @app.command("bundle")
+    @handles_errors
+    @with_config_flags
+    def bundle(
+        out: Annotated[Optional[Path], typer.Option("--out", help="The archive to write (default: reports/doctor-bundle-<timestamp>.zip).")] = None,
+        config: Annotated[Optional[Path], typer.Option("--config", help="Training script/YAML/JSON: included (secrets removed) with its patched copy and diff.")] = None,
+        pid: Annotated[Optional[int], typer.Option("--pid", help="A stuck training process: include its py-spy dumps and the attach diagnosis.")] = None,
+        repro: Annotated[bool, typer.Option("--repro", help="Run `doctor repro` with --config and include its step log and chart.")] = False,
+        repro_steps: Annotated[Optional[int], typer.Option("--repro-steps", help="Steps for --repro.")] = None,
+        repo: Annotated[Optional[str], typer.Option("--repo", help="Print a pre-filled new-issue URL for OWNER/NAME, e.g. unslothai/unsloth.")] = None,
+        no_redact: Annotated[bool, typer.Option("--no-redact", help="Keep secrets, user name, home and host name (warns). For your own use only.")] = False,
+        include_locals: Annotated[bool, typer.Option("--include-locals", help="Keep py-spy local variables (they can hold tokens and data).")] = False,
+        facts: Annotated[Optional[Path], typer.Option("--facts", help="Use saved facts (JSON or a bundle) instead of probing this machine.")] = None,
+        log: Annotated[Optional[List[Path]], typer.Option("--log", help="A training log to include; its last traceback goes into the issue (repeatable).")] = None,
+        overrides=None,
+    ) -> int:
+        """Write one redacted archive for a bug report, and print an issue body to paste."""
+        from doctor.bundle.command import options_from_cli, run_bundle
+
+        return run_bundle(options_from_cli(out, config, pid, repro, repro_steps, repo, no_redact,
+                                           include_locals, facts, log, overrides))
+
+    @app.command("analyze")
+    @handles_errors
+    def analyze(
+        bundle: Annotated[Path, typer.Argument(help="A doctor-bundle-*.zip.", show_default=False)],
+        json_out: Annotated[bool, typer.Option("--json", help="Print the versioned JSON envelope.")] = False,
+        markdown: Annotated[Optional[Path], typer.Option("--markdown", help="Also write the report as Markdown.")] = None,
+    ) -> int:
+        """Re-run today's checks on a bundle's facts and config, offline."""
+        from doctor.bundle.analyze import analyze_bundle
+
+        return analyze_bundle(bundle, json_out=json_out, markdown=markdown)

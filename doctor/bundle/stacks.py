@@ -1,0 +1,59 @@
+"""The attach diagnosis as the bundle stores it: py-spy dumps without locals, and a plain-text
+rendering of every thread's stack for the issue body."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+MAX_FRAMES = 40
+
+
+def strip_locals(obj: Any) -> Any:
+    """Drop every py-spy "locals" entry (variables can hold tokens and data) from a JSON-able object."""
+    if isinstance(obj, dict):
+        return {k: strip_locals(v) for k, v in obj.items() if k != "locals"}
+    if isinstance(obj, list):
+        return [strip_locals(v) for v in obj]
+    return obj
+
+
+def _frame(fr: dict) -> str:
+    from doctor.attach.signatures import is_native
+
+    if is_native(fr):
+        return f"{fr.get('name', '?')} ({(fr.get('module') or '').rsplit('/', 1)[-1]})"
+    return f"{fr.get('name', '?')} ({fr.get('filename') or fr.get('short_filename') or '?'}:{fr.get('line', 0)})"
+
+
+def stacks_text(report, max_frames: int = MAX_FRAMES) -> str:
+    """Each dumped process's last sample, py-spy style: threads, frames innermost first."""
+    procs = {p.pid: p for p in report.processes}
+    out = []
+    for pid, samples in report.raw_dumps.items():
+        p = procs.get(int(pid)) if str(pid).isdigit() else None
+        head = f"Process {pid}"
+        if p is not None:
+            head += f" ({p.role}, state {p.state or '?'}): {p.cmdline[:300]}"
+        out.append(head)
+        last = samples[-1] if samples else []
+        for th in last:
+            flags = ["active" if th.get("active") else "idle"] + (["owns GIL"] if th.get("owns_gil") else [])
+            name = th.get("thread_name") or ""
+            out.append(f"  Thread {th.get('os_thread_id') or th.get('thread_id')} {name} ({', '.join(flags)})".rstrip())
+            frames = th.get("frames") or []
+            out += [f"      {_frame(fr)}" for fr in frames[:max_frames]]
+            if len(frames) > max_frames:
+                out.append(f"      ... {len(frames) - max_frames} outer frames")
+        out.append("")
+    return "\n".join(out).rstrip() + "\n" if out else ""
+
+
+def attach_summary(report) -> Optional[str]:
+    primary = report.primary
+    parts = [f"Diagnosis: `{report.cause}`"]
+    if primary is not None:
+        parts[0] += f", {primary.title}"
+    if report.situation:
+        parts.append(f"Situation: {report.situation}")
+    if report.errors:
+        parts.append("Notes: " + "; ".join(report.errors[:3]))
+    return ". ".join(parts) + "."

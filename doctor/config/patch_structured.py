@@ -1,0 +1,140 @@
+"""Patch YAML and JSON configs as text: replace a top-level value, rename a key, or append a key.
+YAML changes carry a `# doctor: ...` comment; JSON has no comments, so the report says why."""
+from __future__ import annotations
+
+import json
+from typing import Any, Optional
+
+from doctor.config.edits import TextEdits, indent_of
+from doctor.config.structured import STYLE_KEYS, json_top_level_spans, offset_to_linecol
+
+
+def _insert_key(style: str, setting: str) -> Optional[str]:
+    """The key a style uses for a setting (the first one its table lists)."""
+    for key, field in STYLE_KEYS[style].items():
+        if field == setting:
+            return key
+    return None
+
+
+def yaml_scalar(value: Any) -> str:
+    import yaml
+
+    text = yaml.safe_dump(value, default_flow_style=True, width=1000).strip()
+    return text[:-3].strip() if text.endswith("...") else text
+
+
+class YamlPatcher:
+    def __init__(self, source: str, style: str):
+        import yaml
+
+        self.style = style
+        self.ed = TextEdits(source)
+        self.keys: dict[str, tuple] = {}     # key -> (key node, value node)
+        root = yaml.compose(source, Loader=yaml.SafeLoader)
+        if isinstance(root, yaml.MappingNode):
+            for k, v in root.value:
+                if isinstance(k, yaml.ScalarNode):
+                    self.keys[str(k.value)] = (k, v)
+        self.appended: list[str] = []
+
+    def _key_for(self, setting: str) -> Optional[str]:
+        table = STYLE_KEYS[self.style]
+        present = [k for k in self.keys if table.get(k) == setting]
+        return present[-1] if present else None
+
+    def set_value(self, setting: str, value: Any, comment: str) -> tuple[bool, str, str]:
+        import yaml
+
+        key = self._key_for(setting)
+        if key is None:
+            new_key = _insert_key(self.style, setting)
+            if new_key is None:
+                return False, "", f"no {self.style} key for `{setting}`"
+            self.appended.append(f"{new_key}: {yaml_scalar(value)}  # {comment}")
+            return True, "", ""
+        _k, node = self.keys[key]
+        if not isinstance(node, yaml.ScalarNode) or node.start_mark.line != node.end_mark.line:
+            return False, "", f"`{key}` is not a one-line value"
+        old = self.ed.source[node.start_mark.index:node.end_mark.index]
+        line = node.start_mark.line + 1
+        if not self.ed.replace(line, node.start_mark.column, line, node.end_mark.column, yaml_scalar(value)):
+            return False, old, "another change edits the same text"
+        self.ed.comment(line, comment)
+        return True, old, ""
+
+    def rename(self, setting: str, new_key: str, comment: str) -> tuple[bool, str, str]:
+        key = self._key_for(setting)
+        if key is None:
+            return False, "", f"no key for `{setting}` to rename"
+        if new_key in self.keys:
+            return False, key, f"`{new_key}` is already set"
+        knode, _v = self.keys[key]
+        line = knode.start_mark.line + 1
+        self.ed.replace(line, knode.start_mark.column, line, knode.end_mark.column, new_key)
+        self.ed.comment(line, comment)
+        return True, key, ""
+
+    def result(self) -> str:
+        out = self.ed.apply("#")
+        if self.appended:
+            if out and not out.endswith("\n"):
+                out += "\n"
+            out += "".join(line + "\n" for line in self.appended)
+        return out
+
+
+class JsonPatcher:
+    def __init__(self, source: str, style: str):
+        self.style = style
+        self.ed = TextEdits(source)
+        self.spans = json_top_level_spans(source)
+        self.appended: list[str] = []
+
+    def _key_for(self, setting: str) -> Optional[str]:
+        table = STYLE_KEYS[self.style]
+        present = [k for k in self.spans if table.get(k) == setting]
+        return present[-1] if present else None
+
+    def _replace(self, start: int, end: int, text: str) -> bool:
+        line, col = offset_to_linecol(self.ed.source, start)
+        end_line, end_col = offset_to_linecol(self.ed.source, end)
+        return self.ed.replace(line, col, end_line, end_col, text)
+
+    def set_value(self, setting: str, value: Any, comment: str) -> tuple[bool, str, str]:
+        key = self._key_for(setting)
+        if key is None:
+            new_key = _insert_key(self.style, setting)
+            if new_key is None:
+                return False, "", f"no {self.style} key for `{setting}`"
+            self.appended.append(f"{json.dumps(new_key)}: {json.dumps(value)}")
+            return True, "", ""
+        _ks, _ke, vs, ve = self.spans[key]
+        old = self.ed.source[vs:ve]
+        if not self._replace(vs, ve, json.dumps(value)):
+            return False, old, "another change edits the same text"
+        return True, old, ""
+
+    def rename(self, setting: str, new_key: str, comment: str) -> tuple[bool, str, str]:
+        key = self._key_for(setting)
+        if key is None:
+            return False, "", f"no key for `{setting}` to rename"
+        if new_key in self.spans:
+            return False, key, f"`{new_key}` is already set"
+        ks, ke, _vs, _ve = self.spans[key]
+        self._replace(ks, ke, json.dumps(new_key))
+        return True, key, ""
+
+    def result(self) -> str:
+        src = self.ed.source
+        if self.appended:
+            if self.spans:   # after the last member, indented like it
+                ks, _ke, _vs, ve = max(self.spans.values(), key=lambda s: s[3])
+                line, _col = offset_to_linecol(src, ks)
+                indent = indent_of(self.ed.line_text(line))
+                sep = "\n" + indent if "\n" in src[:ks] else " "
+                self.ed.insert(ve, "".join(f",{sep}{m}" for m in self.appended))
+            else:
+                brace = src.index("{")
+                self.ed.insert(brace + 1, "\n  " + ",\n  ".join(self.appended) + "\n")
+        return self.ed.apply()   # JSON: no comments, the report carries the reasons

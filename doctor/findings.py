@@ -1,0 +1,77 @@
+"""Finding: what a check concludes, and how findings are ranked.
+
+A finding keeps runnable `commands` apart from prose `remediation` (Homebrew's split), carries the
+evidence it rests on (fact path -> value), an optional config patch, and links to the issues that
+document it. Ranking: severity, then confidence, then how cheap the fix is.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from doctor.serde import from_jsonable, to_jsonable
+
+
+class Severity(str, enum.Enum):
+    CRITICAL = "critical"   # training cannot run at all
+    ERROR = "error"         # training will fail, hang or silently produce garbage
+    WARNING = "warning"     # a known hazard, or a real cost, that may bite
+    INFO = "info"           # context worth knowing; nothing to fix
+
+    @property
+    def rank(self) -> int:
+        return {"critical": 0, "error": 1, "warning": 2, "info": 3}[self.value]
+
+    @property
+    def is_failure(self) -> bool:
+        return self in (Severity.CRITICAL, Severity.ERROR)
+
+
+@dataclass
+class ConfigChange:
+    """One setting the patched config should change, and why."""
+    setting: str                 # canonical TrainingConfig field, e.g. "use_gradient_checkpointing"
+    value: Any                   # the new value (a Python literal)
+    reason: str                  # one line, shown beside the change
+
+
+@dataclass
+class Finding:
+    id: str                      # stable, dotted: "wsl.pinned-memory-offload"
+    severity: Severity
+    title: str                   # one line
+    why: str = ""                # why it matters
+    remediation: str = ""        # prose: what to do
+    commands: list[str] = field(default_factory=list)     # runnable, copy-pasteable
+    evidence: dict[str, Any] = field(default_factory=dict)  # fact path -> value it rests on
+    config_changes: list[ConfigChange] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)        # issues/docs that document it
+    failure_mode: Optional[str] = None                    # "FM-02" in shared/knowledge
+    confidence: float = 0.8      # 0..1: how sure the evidence makes us
+    fix_cost: int = 2            # 1 = one flag/env var, 2 = reinstall/config, 3 = hardware/OS change
+    check: str = ""              # the check that produced it (filled in by the engine)
+
+    def sort_key(self) -> tuple:
+        return (self.severity.rank, -self.confidence, self.fix_cost, self.id)
+
+    def to_dict(self) -> dict:
+        return to_jsonable(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Finding":
+        return from_jsonable(cls, data)
+
+
+def rank(findings: list[Finding]) -> list[Finding]:
+    return sorted(findings, key=Finding.sort_key)
+
+
+def worst_severity(findings: list[Finding]) -> Optional[Severity]:
+    return min((f.severity for f in findings), key=lambda s: s.rank, default=None)
+
+
+def exit_code_for(findings: list[Finding]) -> int:
+    from doctor import exitcodes
+
+    return exitcodes.UNHEALTHY if any(f.severity.is_failure for f in findings) else exitcodes.OK

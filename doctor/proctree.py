@@ -1,0 +1,66 @@
+"""Process-tree helpers shared by attach, repro and the tests: list and stop a whole tree.
+
+A DataLoader whose parent is killed leaves its workers alive, so stopping "the training" always
+means stopping the tree, children first found, then all of them.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Optional
+
+import psutil
+
+
+def descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return []
+
+
+def kill_tree(pid: int, grace_s: float = 3.0, include_root: bool = True) -> list[int]:
+    """SIGTERM the tree (root last-found included), wait grace_s, SIGKILL the rest.
+
+    Stopped (state T) processes are sent SIGCONT so they can act on SIGTERM.
+    Returns the pids that were signalled.
+    """
+    procs = descendants(pid)
+    if include_root:
+        try:
+            procs.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            pass
+    for p in procs:
+        try:
+            p.send_signal(signal.SIGCONT)
+            p.terminate()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    _gone, alive = psutil.wait_procs(procs, timeout=grace_s)
+    for p in alive:
+        try:
+            p.kill()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    psutil.wait_procs(alive, timeout=grace_s)
+    return [p.pid for p in procs]
+
+
+def alive(pid: int) -> bool:
+    try:
+        p = psutil.Process(pid)
+        return p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def wait_for(predicate, timeout_s: float, interval_s: float = 0.05) -> bool:
+    """Poll predicate() until true or timeout; for tests and watchdogs."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval_s)
+    return bool(predicate())

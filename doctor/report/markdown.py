@@ -1,0 +1,55 @@
+"""Markdown rendering of a report: for files (--markdown) and issue bodies."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from doctor.findings import Finding
+from doctor.report.envelope import Report
+from doctor.report.summary import summary_rows
+
+
+def md_escape_cell(s: str) -> str:
+    return str(s).replace("|", "\\|").replace("\n", " ")
+
+
+def details(summary: str, body: str, lang: str = "") -> str:
+    """A collapsible block; body is fenced as code when lang is given."""
+    inner = f"```{lang}\n{body.rstrip()}\n```" if lang is not None and lang != "md" else body
+    return f"<details>\n<summary>{summary}</summary>\n\n{inner}\n\n</details>\n"
+
+
+def finding_md(n: int, f: Finding) -> str:
+    lines = [f"{n}. **[{f.severity.value}] {f.title}** (`{f.id}`)"]
+    if f.why:
+        lines.append(f"   - Why: {f.why}")
+    if f.evidence:
+        ev = "; ".join(f"`{k}` = `{v}`" for k, v in f.evidence.items())
+        lines.append(f"   - Evidence: {ev}")
+    if f.remediation:
+        lines.append(f"   - Fix: {f.remediation}")
+    for cmd in f.commands:
+        lines.append(f"     `{cmd}`")
+    for ch in f.config_changes:
+        lines.append(f"   - Config: `{ch.setting} = {ch.value!r}` ({ch.reason})")
+    if f.links:
+        lines.append("   - See: " + ", ".join(f.links))
+    return "\n".join(lines)
+
+
+def summary_table(report: Report) -> str:
+    if report.facts is None:
+        return ""
+    rows = ["| | |", "|---|---|"]
+    rows += [f"| {md_escape_cell(k)} | {md_escape_cell(v)} |" for k, v in summary_rows(report.facts)]
+    return "\n".join(rows) + "\n"
+
+
+def render_markdown(report: Report, sections: Sequence[str] = (), title: str = "") -> str:
+    parts = [f"## {title or 'finetune doctor ' + report.command}\n", summary_table(report)]
+    parts += [s.rstrip() + "\n" for s in sections if s]
+    counts = report.counts()
+    parts.append("### Findings\n")
+    parts.append(", ".join(f"{v} {k}" for k, v in counts.items() if v) or "No problems found.")
+    parts.append("")
+    parts += [finding_md(n, f) for n, f in enumerate(report.findings, 1)]
+    return "\n".join(parts).rstrip() + "\n"

@@ -1,0 +1,84 @@
+"""Rich terminal rendering: ranked, grouped by severity, readable in 80 columns.
+
+Colour is off when stdout is not a TTY (rich decides; NO_COLOR is honoured).
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from doctor.exitcodes import MEANINGS
+from doctor.findings import Finding, Severity
+from doctor.report.envelope import Report
+from doctor.report.summary import summary_rows
+
+STYLE = {Severity.CRITICAL: "bold white on red", Severity.ERROR: "bold red",
+         Severity.WARNING: "yellow", Severity.INFO: "cyan"}
+ICON = {Severity.CRITICAL: "✖✖", Severity.ERROR: "✖", Severity.WARNING: "!", Severity.INFO: "i"}
+
+Section = Callable[[Console], None]
+
+
+def make_console(file=None, width: Optional[int] = None) -> Console:
+    return Console(file=file, width=width, highlight=False, soft_wrap=False)
+
+
+def render_finding(console: Console, n: int, f: Finding, verbose: bool = True) -> None:
+    head = Text()
+    head.append(f"{n:>2}. ", style="bold")
+    head.append(f"[{ICON[f.severity]} {f.severity.value}] ", style=STYLE[f.severity])
+    head.append(f.title, style="bold")
+    head.append(f"  ({f.id})", style="dim")
+    console.print(head)
+    indent = "      "
+    if verbose and f.why:
+        console.print(Text(indent + "why: ", style="dim") + Text(f.why))
+    if f.evidence:
+        ev = "; ".join(f"{k} = {v}" for k, v in f.evidence.items())
+        console.print(Text(indent + "evidence: ", style="dim") + Text(ev))
+    if f.remediation:
+        console.print(Text(indent + "fix: ", style="green") + Text(f.remediation))
+    for cmd in f.commands:
+        console.print(Text(indent + "  $ ", style="green") + Text(cmd, style="bold"))
+    for ch in f.config_changes:
+        console.print(Text(indent + "config: ", style="green") +
+                      Text(f"{ch.setting} = {ch.value!r}", style="bold") + Text(f"  ({ch.reason})", style="dim"))
+    if verbose and f.links:
+        console.print(Text(indent + "see: ", style="dim") + Text(", ".join(f.links), style="dim"))
+
+
+def render_summary(console: Console, report: Report) -> None:
+    if report.facts is None:
+        return
+    t = Table.grid(padding=(0, 2))
+    t.add_column(style="bold", no_wrap=True)
+    t.add_column()
+    for k, v in summary_rows(report.facts):
+        t.add_row(k, escape(v))
+    console.print(t)
+    failed = [p for p in report.facts.probes if not p.ok]
+    for p in failed:
+        console.print(Text(f"  probe {p.name}: {p.error or 'failed'}", style="yellow"))
+
+
+def render_report(report: Report, console: Console, sections: Sequence[Section] = (),
+                  title: Optional[str] = None, verbose: bool = True) -> None:
+    console.rule(Text(title or f"finetune doctor {report.command}", style="bold"))
+    render_summary(console, report)
+    for section in sections:
+        console.print()
+        section(console)
+    console.print()
+    if not report.findings:
+        console.print(Text("✔ No problems found.", style="bold green"))
+    for n, f in enumerate(report.findings, 1):
+        render_finding(console, n, f, verbose=verbose)
+        console.print()
+    counts = report.counts()
+    line = ", ".join(f"{v} {k}" for k, v in counts.items() if v) or "no findings"
+    console.print(Text(f"Summary: {line}. Exit code {report.code}: {MEANINGS.get(report.code, '')}.",
+                       style="bold"))

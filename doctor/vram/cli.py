@@ -1,0 +1,65 @@
+"""`doctor vram [CONFIG] [config flags] [--gpu NAME] [--facts F] [--json]`: the peak-VRAM breakdown.
+
+No `from __future__ import annotations`: with_config_flags copies this signature as it is, and typer
+needs real annotation objects, not strings.
+"""
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from typing_extensions import Annotated
+
+from doctor import exitcodes
+from doctor.config.flags import ConfigOverrides
+from doctor.exitcodes import DoctorError
+
+
+def run_vram(config_path: Optional[Path], overrides: Optional[ConfigOverrides], gpu: Optional[str],
+             facts_path: Optional[Path], json_out: bool) -> int:
+    from doctor.config.loader import load_config
+    from doctor.run_command import obtain_facts
+
+    if config_path is None and (overrides is None or overrides.model is None):
+        raise DoctorError("give a training config (train.py, .yaml, .json) or at least --model", exitcodes.USAGE)
+    cfg = load_config(config_path, overrides)
+    if gpu:   # resolve the name before probing, so a typo fails fast
+        from doctor.vram.gpus import find_gpu
+
+        find_gpu(gpu)
+    facts = obtain_facts(facts_path)
+    if gpu:
+        from doctor.vram.gpus import apply_gpu_whatif
+
+        facts = apply_gpu_whatif(facts, gpu)
+    from doctor.vram.estimator import estimate_for
+
+    est = estimate_for(facts, cfg)
+    if est is None:
+        where = "; ".join(cfg.model_shape_tried) or "nowhere"
+        raise DoctorError(f"unknown model shape for {cfg.model_name!r} (looked in: {where}); pass a local model "
+                          "directory or a model the bundled table knows", exitcodes.CONFIG_INVALID)
+    if json_out:
+        sys.stdout.write(json.dumps(est.to_dict(), indent=2) + "\n")
+    else:
+        from doctor.report.terminal import make_console
+        from doctor.vram.render import terminal_section
+
+        terminal_section(make_console(), est)
+    return exitcodes.UNHEALTHY if est.verdict == "does-not-fit" else exitcodes.OK
+
+
+def register(app, handles_errors, with_config_flags):
+    @app.command("vram")
+    @handles_errors
+    @with_config_flags
+    def vram(
+        config: Annotated[Optional[Path], typer.Argument(help="Training script (train.py), SFTConfig/TrainingArguments JSON, or YAML.", show_default=False)] = None,
+        gpu: Annotated[Optional[str], typer.Option("--gpu", help='What-if: this GPU instead of the local one, e.g. "RTX 2080 Ti".')] = None,
+        facts: Annotated[Optional[Path], typer.Option("--facts", help="Use a saved facts JSON instead of probing this machine.")] = None,
+        json_out: Annotated[bool, typer.Option("--json", help="Print the estimate in bytes as JSON.")] = False,
+        overrides: ConfigOverrides = None,
+    ) -> int:
+        """Estimated peak VRAM of a training config, by component, against this GPU (or --gpu)."""
+        return run_vram(config, overrides, gpu, facts, json_out)

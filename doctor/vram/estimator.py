@@ -1,0 +1,375 @@
+"""Peak VRAM of one LoRA / QLoRA / full fine-tuning step, by component, as a low-mid-high band.
+
+Formulas and constants: shared/knowledge/vram-and-hang.md Part 1 (§1.3 components, §1.4 spec,
+§1.6 worked examples, which tests/test_vram_estimator.py reproduces). `estimate()` is pure
+arithmetic on a ModelShape and an `Inputs`; `estimate_for()` turns facts + a TrainingConfig into
+Inputs (doctor/vram/inputs.py), runs the band and compares it with the GPU's usable memory.
+
+Units: bytes everywhere. The doc's examples are in GB (10^9); the renderers print GiB.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Optional
+
+from doctor.config.model_shapes import ModelShape
+
+ALL_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class Constants:
+    """One edge of the band. vram-and-hang.md §1.4: low = (c 12, k 1.2, margin .05), high = (17, 1.3, .2)."""
+    context: float            # C1: CUDA context + kernels, not in memory_reserved (PyTorch #86509: 287-667 MB)
+    k_layer: float            # C6: one layer's activations live while it is recomputed/back-propagated
+    c_logits_hf: float        # C7: bytes per token per vocab entry at the HF loss peak (bf16 + fp32 copies + grads)
+    c_logits_unsloth_old: float   # C7: Unsloth before its fused loss: bf16 logits, gradient written in place
+    c_logits_eval: float      # C7: eval forward only (bf16 logits + fp32 copy + log_softmax)
+    margin: float             # C8: allocator slack on the token-dependent part
+    upcast_act_factor: float  # prepare_model_for_kbit_training: fp32 norms promote activations
+
+
+LOW = Constants(context=0.3e9, k_layer=1.2, c_logits_hf=12, c_logits_unsloth_old=2, c_logits_eval=8,
+                margin=0.05, upcast_act_factor=1.0)
+MID = Constants(context=0.5e9, k_layer=1.25, c_logits_hf=15, c_logits_unsloth_old=3, c_logits_eval=10,
+                margin=0.10, upcast_act_factor=1.0)
+HIGH = Constants(context=0.8e9, k_layer=1.3, c_logits_hf=18, c_logits_unsloth_old=4, c_logits_eval=12,
+                 margin=0.20, upcast_act_factor=1.5)
+
+# bnb 4-bit bytes per weight: packed nibbles + fp32 absmax per 64-block, or with double quant an
+# 8-bit absmax + one fp32 per 256 blocks (QLoRA paper; vram-and-hang.md C2).
+NF4_BYTES = 0.5 + 4 / 64
+NF4_DQ_BYTES = 0.5 + (1 + 4 / 256) / 64
+LORA_BYTES = 4            # PEFT autocast_adapter_dtype=True keeps adapters in fp32 (C4)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything the arithmetic needs; inputs.py derives it from a TrainingConfig + Facts."""
+    batch_size: int
+    seq_len: int
+    framework: str = "transformers"     # unsloth | transformers
+    quant: str = "none"                 # none | 4bit | 8bit
+    double_quant: bool = False
+    param_bytes: int = 2                # non-quantized parameters: 2 (bf16/fp16) or 4 (fp32)
+    upcast: bool = False                # prepare_model_for_kbit_training: non-quantized params -> fp32
+    full_finetune: bool = False
+    lora_r: int = 16
+    lora_targets: tuple[str, ...] = ALL_PROJECTIONS
+    lora_dropout: float = 0.0
+    modules_to_save: tuple[str, ...] = ()
+    optim: str = "adamw_torch"
+    gc: str = "hf"                      # off | hf | unsloth (checkpoints offloaded to host RAM)
+    attn: str = "sdpa"                  # sdpa | flash_attention_2 | eager
+    loss: str = "hf"                    # hf | liger | fused | unsloth-logits
+
+    @property
+    def tokens(self) -> int:
+        return self.batch_size * self.seq_len
+
+
+@dataclass
+class Component:
+    key: str
+    label: str
+    bytes: float
+    at_peak: bool = True                # False: computed, but released before the peak
+    token_dependent: bool = False
+    note: str = ""
+
+
+@dataclass
+class Breakdown:
+    components: list[Component]
+    host_offload: float = 0.0           # host RAM for Unsloth's offloaded checkpoints
+
+    def part(self, key: str) -> float:
+        return sum(c.bytes for c in self.components if c.key == key and c.at_peak)
+
+    @property
+    def total(self) -> float:
+        return sum(c.bytes for c in self.components if c.at_peak)
+
+    @property
+    def dynamic(self) -> float:
+        return sum(c.bytes for c in self.components if c.at_peak and c.token_dependent)
+
+    @property
+    def static(self) -> float:
+        return self.total - self.dynamic
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+def optimizer_bytes(optim: str, param_bytes: float) -> tuple[float, bool]:
+    """(state bytes per trainable param, known?) from checks/data/optimizer_state.json."""
+    from checks._data import load
+
+    name = (optim or "").lower().split(".")[-1]
+    for row in load("optimizer_state")["optimizers"]:
+        if name in row["names"]:
+            return (row["bytes"] if "bytes" in row else row["param_multiple"] * param_bytes), True
+    return 2 * param_bytes, False
+
+
+def lora_modules(shape: ModelShape, targets: tuple[str, ...]) -> dict[str, tuple[int, int]]:
+    """(in, out) of each adapted module per layer; fused names and 'all-linear' expanded."""
+    dims = shape.module_dims()
+    wanted: list[str] = []
+    for t in targets:
+        t = t.split(".")[-1]
+        if t in ("all-linear", "all", "all_linear"):
+            wanted += ALL_PROJECTIONS
+        elif t == "qkv_proj":
+            wanted += ["q_proj", "k_proj", "v_proj"]
+        elif t == "gate_up_proj":
+            wanted += ["gate_proj", "up_proj"]
+        elif t in dims:
+            wanted.append(t)
+    return {m: dims[m] for m in dict.fromkeys(wanted)}
+
+
+def lora_params(shape: ModelShape, r: int, targets: tuple[str, ...]) -> int:
+    """N_lora = r * L * sum(in + out) over adapted modules (vram-and-hang.md §1.2)."""
+    return r * shape.layers * sum(i + o for i, o in lora_modules(shape, targets).values())
+
+
+def activation_bytes_per_token(shape: ModelShape, act: float = 2.0) -> float:
+    """A_layer: what one decoder layer saves for backward, per token, with flash/SDPA attention:
+    norm in/out, Q, K, V, attention out, o_proj in (attention); norm in/out, gate, silu, up, product
+    (MLP) = 2*(7h + 2kv + 4i) bytes for Llama (§1.3 C6)."""
+    h, i = shape.hidden, shape.intermediate
+    return act * (4 * h + 3 * shape.q_dim + 2 * shape.kv_dim + 4 * i)
+
+
+def dropout_bytes_per_token(shape: ModelShape, targets: tuple[str, ...], act: float = 2.0) -> float:
+    """lora_dropout > 0: PEFT keeps a dropped copy + a 1-byte mask of each adapted input (C6)."""
+    return (act + 1) * sum(i for i, _o in lora_modules(shape, targets).values())
+
+
+# -- the estimate ---------------------------------------------------------------------------------
+
+def estimate(shape: ModelShape, inp: Inputs, k: Constants = MID) -> Breakdown:
+    """Peak VRAM of a training step, by component (pure)."""
+    h, L, V = shape.hidden, shape.layers, shape.vocab
+    T, b, s = inp.tokens, inp.batch_size, inp.seq_len
+    comps: list[Component] = [Component("context", "CUDA context", k.context,
+                                        note="runtime + kernels (NVML sees it, torch does not)")]
+
+    # C2 weights
+    nonq_bytes = 4 if (inp.upcast and inp.quant != "none") else inp.param_bytes
+    nonq = shape.embedding_params + shape.lm_head_params + shape.norm_params
+    if inp.quant == "4bit":
+        q_bytes = NF4_DQ_BYTES if inp.double_quant else NF4_BYTES
+        lin = shape.linear_params * q_bytes
+        wnote = f"NF4{'+DQ' if inp.double_quant else ''}"
+    elif inp.quant == "8bit":   # int8 weight + one fp32 scale per output row
+        lin = shape.layers * sum(i * o + 4 * o for i, o in shape.module_dims().values())
+        wnote = "int8"
+    else:
+        lin = shape.linear_params * inp.param_bytes
+        wnote = "fp32" if inp.param_bytes == 4 else "16-bit"
+    emb_note = f"embed{'' if shape.tied_embeddings else '+head'} {'fp32' if nonq_bytes == 4 else '16-bit'}"
+    if inp.upcast and inp.quant != "none":
+        emb_note += " (kbit upcast)"
+    comps.append(Component("weights", "base weights", lin + nonq * nonq_bytes, note=f"{wnote}; {emb_note}"))
+
+    # C3 dequantization workspace
+    if inp.quant != "none":
+        comps.append(Component("dequant", "dequant workspace", 2 * 2 * h * shape.intermediate,
+                               note="weights dequantized per matmul"))
+
+    # C4/C5 trainable parameters, gradients, optimizer state
+    if inp.full_finetune:
+        n_train, train_bytes = shape.total_params, inp.param_bytes
+        extra_weights = 0.0   # the trainable weights are the base weights
+    else:
+        n_train, train_bytes = lora_params(shape, inp.lora_r, inp.lora_targets), LORA_BYTES
+        extra_weights = n_train * LORA_BYTES
+    saved = [m for m in inp.modules_to_save if m.split(".")[-1] in ("embed_tokens", "lm_head")]
+    n_saved = len(saved) * shape.embedding_params
+    opt_per, _known = optimizer_bytes(inp.optim, train_bytes)
+    opt_saved, _ = optimizer_bytes(inp.optim, nonq_bytes)
+    if not inp.full_finetune:
+        comps.append(Component("lora", "LoRA adapters" + (" + modules_to_save" if n_saved else ""),
+                               extra_weights + n_saved * nonq_bytes,
+                               note=f"r={inp.lora_r} x {len(lora_modules(shape, inp.lora_targets))} modules, fp32"))
+    comps.append(Component("grads", "gradients", n_train * train_bytes + n_saved * nonq_bytes))
+    comps.append(Component("optimizer", "optimizer state", n_train * opt_per + n_saved * opt_saved,
+                           note=inp.optim))
+
+    # C6 activations
+    act = 2.0 * (k.upcast_act_factor if (inp.upcast and inp.quant != "none") else 1.0)
+    per_tok = activation_bytes_per_token(shape, act)
+    if inp.lora_dropout and inp.lora_dropout > 0 and not inp.full_finetune:
+        per_tok += dropout_bytes_per_token(shape, inp.lora_targets, act)
+    layer = T * per_tok
+    transient = 0.0
+    if inp.attn == "eager":   # probabilities saved (act bytes) + an fp32 softmax transient
+        layer += b * shape.heads * s * s * act
+        transient = b * shape.heads * s * s * 4
+    ckpt = L * h * act * T
+
+    # C7 logits and loss
+    if inp.loss == "hf":
+        logits, lnote = k.c_logits_hf * V * T, "fp32 logits, log-softmax, grads"
+    elif inp.loss == "unsloth-logits":
+        logits, lnote = k.c_logits_unsloth_old * V * T, "bf16 logits (pre-2024.12 Unsloth)"
+    else:   # liger / Unsloth fused: chunked lm_head + CE, ~T*h elements in flight (C7)
+        logits, lnote = 6 * h * T, "chunked fused loss"
+
+    host = 0.0
+    if inp.gc == "off":
+        comps.append(Component("activations", "activations (all layers)", L * layer + transient,
+                               token_dependent=True, note="no gradient checkpointing"))
+        comps.append(Component("logits", "logits + loss", logits, token_dependent=True, note=lnote))
+    else:
+        recompute = k.k_layer * layer + transient
+        if inp.gc == "unsloth":
+            host = L * h * 2 * T
+        else:
+            comps.append(Component("checkpoints", "layer checkpoints", ckpt, token_dependent=True,
+                                   note="one hidden state per layer"))
+        # the logits peak comes after all checkpoints and is freed before the layer recompute
+        logits_peak = logits >= recompute
+        comps.append(Component("activations", "activations (layer in backward)", recompute,
+                               at_peak=not logits_peak, token_dependent=True,
+                               note="recomputed" + (" + dropout copies" if inp.lora_dropout else "")))
+        comps.append(Component("logits", "logits + loss", logits, at_peak=logits_peak, token_dependent=True,
+                               note=lnote))
+    bd = Breakdown(components=comps, host_offload=host)
+    slack = k.margin * bd.dynamic
+    comps.append(Component("slack", "allocator slack", slack, token_dependent=True,
+                           note=f"{k.margin:.0%} of the token part"))
+    return bd
+
+
+def eval_peak(shape: ModelShape, inp: Inputs, eval_batch: int, k: Constants = MID) -> float:
+    """Peak during evaluation: weights + adapters + optimizer state (grads freed) + a forward pass
+    whose logits are the eval batch's (no backward)."""
+    train = estimate(shape, inp, k)
+    static = train.static - train.part("grads")
+    T = eval_batch * inp.seq_len
+    if inp.loss == "hf":
+        logits = k.c_logits_eval * shape.vocab * T
+    elif inp.loss == "unsloth-logits":
+        logits = 2 * shape.vocab * T
+    else:
+        logits = 6 * shape.hidden * T
+    forward = T * activation_bytes_per_token(shape)
+    return static + (logits + forward) * (1 + k.margin)
+
+
+# -- band, verdict, what fits ---------------------------------------------------------------------
+
+FITS, TIGHT, DOES_NOT_FIT, UNKNOWN = "fits", "tight", "does-not-fit", "unknown"
+
+
+@dataclass
+class VramEstimate:
+    model: str
+    shape: ModelShape
+    inputs: Inputs
+    low: Breakdown
+    mid: Breakdown
+    high: Breakdown
+    inputs_high: Optional[Inputs] = None    # the high edge's reading of the unknowns (fit searches use it)
+    gpu_name: Optional[str] = None
+    gpu_total: Optional[int] = None
+    gpu_free: Optional[int] = None          # what the estimate is compared with
+    gpu_measured_free: Optional[int] = None
+    gpu_reserve: int = 0
+    gpu_reserve_reason: str = ""
+    whatif: bool = False
+    host_ram_available: Optional[int] = None
+    max_batch_size: Optional[int] = None    # largest batch at this seq_len whose high estimate fits
+    max_seq_len: Optional[int] = None       # largest seq_len (multiple of 64) at this batch that fits
+    assumptions: list[str] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> str:
+        if self.gpu_free is None:
+            return UNKNOWN
+        if self.high.total <= self.gpu_free:
+            return FITS
+        if self.low.total <= self.gpu_free:
+            return TIGHT
+        return DOES_NOT_FIT
+
+    @property
+    def host_ram_needed(self) -> float:
+        return self.high.host_offload
+
+    def to_dict(self) -> dict:
+        keys = [c.key for c in self.mid.components]
+        comps = []
+        for key in keys:
+            m = next(c for c in self.mid.components if c.key == key)
+            comps.append({"key": key, "label": m.label, "bytes": int(m.bytes), "at_peak": m.at_peak,
+                          "low": int(sum(c.bytes for c in self.low.components if c.key == key)),
+                          "high": int(sum(c.bytes for c in self.high.components if c.key == key)),
+                          "note": m.note})
+        return {
+            "model": self.model, "shape_source": self.shape.source,
+            "inputs": asdict(self.inputs),
+            "components": comps,
+            "total": {"low": int(self.low.total), "mid": int(self.mid.total), "high": int(self.high.total)},
+            "gpu": {"name": self.gpu_name, "total": self.gpu_total, "free": self.gpu_free,
+                    "measured_free": self.gpu_measured_free, "reserve": self.gpu_reserve,
+                    "reserve_reason": self.gpu_reserve_reason, "whatif": self.whatif},
+            "host_ram": {"offload_needed": int(self.host_ram_needed), "available": self.host_ram_available},
+            "verdict": self.verdict,
+            "max_batch_size": self.max_batch_size, "max_seq_len": self.max_seq_len,
+            "assumptions": list(self.assumptions),
+            "units": "bytes",
+        }
+
+
+def band(shape: ModelShape, low: Inputs, mid: Inputs, high: Inputs) -> tuple[Breakdown, Breakdown, Breakdown]:
+    return estimate(shape, low, LOW), estimate(shape, mid, MID), estimate(shape, high, HIGH)
+
+
+def largest_fitting(limit: int, fits) -> int:
+    """Largest n in [1, limit] with fits(n), for a monotone fits; 0 if none."""
+    if not fits(1):
+        return 0
+    lo, hi = 1, 2
+    while hi <= limit and fits(hi):   # gallop: fits(lo) holds, hi is the next candidate
+        lo, hi = hi, hi * 2
+    hi = min(hi, limit + 1)           # fits(hi) is false, or hi is past the limit
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def fit_search(shape: ModelShape, high: Inputs, free: float) -> tuple[int, int]:
+    """(max batch at this seq_len, max seq_len in units of 64 at this batch) with the high estimate."""
+    max_b = largest_fitting(4096, lambda n: estimate(shape, replace(high, batch_size=n), HIGH).total <= free)
+    units = largest_fitting(1 << 15, lambda n: estimate(shape, replace(high, seq_len=64 * n), HIGH).total <= free)
+    return max_b, 64 * units
+
+
+def estimate_for(facts, config) -> Optional[VramEstimate]:
+    """The estimate for a parsed config on these facts' GPU; None when the model shape is unknown."""
+    from doctor.vram.gpus import usable_memory
+    from doctor.vram.inputs import inputs_for
+
+    shape = getattr(config, "model_shape", None)
+    if shape is None:
+        return None
+    low_in, mid_in, high_in, assumptions = inputs_for(config, facts)
+    low, mid, high = band(shape, low_in, mid_in, high_in)
+    est = VramEstimate(model=config.model_name or shape.name, shape=shape, inputs=mid_in,
+                       low=low, mid=mid, high=high, inputs_high=high_in, assumptions=assumptions,
+                       host_ram_available=facts.platform.ram_available)
+    mem = usable_memory(facts)
+    if mem is not None:
+        est.gpu_name, est.gpu_total, est.gpu_free = mem.name, mem.total, mem.free
+        est.gpu_measured_free, est.gpu_reserve = mem.measured_free, mem.reserve
+        est.gpu_reserve_reason, est.whatif = mem.reserve_reason, mem.whatif
+        est.max_batch_size, est.max_seq_len = fit_search(shape, high_in, mem.free)
+    return est

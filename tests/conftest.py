@@ -1,0 +1,42 @@
+"""Shared test fixtures. Area-specific helpers live in tests/<area>_helpers.py."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from doctor.proctree import kill_tree
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+FACT_SNAPSHOTS = EXAMPLES / "facts"
+
+
+@pytest.fixture
+def spawn():
+    """Start a real process (own session) and kill its whole tree at teardown, pass or fail."""
+    started: list[subprocess.Popen] = []
+
+    def _spawn(args, **kw) -> subprocess.Popen:
+        kw.setdefault("start_new_session", True)
+        kw.setdefault("stdout", subprocess.PIPE)
+        kw.setdefault("stderr", subprocess.PIPE)
+        p = subprocess.Popen(args, **kw)
+        started.append(p)
+        return p
+
+    yield _spawn
+    for p in started:
+        kill_tree(p.pid)
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+@pytest.fixture
+def python_exe() -> str:
+    return sys.executable
