@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from typing import Optional
 
+# Below this much host RAM even an 8B model cannot be loaded in bf16 (about 16 GiB): the generic
+# low-memory note when the config's model is unknown.
+SMALL_HOST_RAM = 16 * 1024 ** 3
+
 
 def model_shape(config) -> Optional[object]:
     """The ModelShape the config loader resolved (local config.json, table, hub), else the bundled

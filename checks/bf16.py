@@ -64,7 +64,10 @@ def _unsupported(facts: Facts, config, devs: list[Gpu], asks: str) -> Finding:
             changes.append(ConfigChange("fp16", True, "fp16 mixed precision with loss scaling is what "
                                                       "this GPU runs natively"))
     if config.dtype == "bfloat16":
-        changes.append(ConfigChange("dtype", "float16", "load the weights in fp16 on a GPU without bf16"))
+        # Unsloth's dtype=None picks fp16 here by itself; transformers' torch_dtype takes the string.
+        changes.append(ConfigChange("dtype", None, "let Unsloth choose: fp16 on a GPU without bf16")
+                       if config.is_unsloth else
+                       ConfigChange("dtype", "float16", "load the weights in fp16 on a GPU without bf16"))
     return Finding(
         id=UNSUPPORTED, severity=Severity.ERROR,
         title=f"the config asks for bf16 ({asks.split(' ')[0]}) on {devs[0].name or 'a GPU'} "

@@ -33,7 +33,7 @@ LINKS = ["https://github.com/unslothai/unsloth/issues/2499",
 LINK_PTX = "https://github.com/MadryLab/trak/issues/68"
 
 
-@check(id="driver_cuda", title="the NVIDIA driver is new enough for torch's CUDA runtime",
+@check(id="driver-cuda", title="the NVIDIA driver is new enough for torch's CUDA runtime",
        finding_ids=(TOO_OLD, BELOW_GA, MAX_CUDA), order=20)
 def driver_cuda(facts: Facts, config=None) -> list[Finding]:
     t, nv = facts.torch, facts.nvidia

@@ -31,7 +31,7 @@ LINK_TOO_OLD = "https://github.com/unslothai/unsloth/issues/1998"
 LINK_FA2 = "https://github.com/Dao-AILab/flash-attention"
 
 
-@check(id="gpu_arch", title="the GPU's architecture has kernels in this torch and meets Triton/FA2 floors",
+@check(id="gpu-arch", title="the GPU's architecture has kernels in this torch and meets Triton/FA2 floors",
        finding_ids=(NO_KERNELS, TOO_OLD, NO_FA2), order=30)
 def gpu_arch(facts: Facts, config=None) -> list[Finding]:
     devices = [g for g in gpus(facts) if g.capability]

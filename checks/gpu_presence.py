@@ -34,7 +34,7 @@ _NO_DRIVER = re.compile(r"LibraryNotFound|Shared Library Not Found|not found|No 
                         r"couldn't communicate|DriverNotLoaded|Driver Not Loaded", re.I)
 
 
-@check(id="gpu_presence", title="an NVIDIA GPU, a driver, and a CUDA build of torch that can use them",
+@check(id="gpu-presence", title="an NVIDIA GPU, a driver, and a CUDA build of torch that can use them",
        finding_ids=(NO_GPU, TORCH_MISSING, CPU_BUILD, CUDA_UNAVAILABLE, HIDDEN), order=10)
 def gpu_presence(facts: Facts, config=None) -> list[Finding]:
     out: list[Finding] = []

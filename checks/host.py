@@ -8,7 +8,7 @@ from typing import Optional
 from checks import check
 from checks._data import load
 from checks._machine import GIB, UNSLOTH_UPGRADE, gib, gpus
-from checks._models import checkpoint_bytes, is_prequantized, load_ram_need
+from checks._models import SMALL_HOST_RAM, checkpoint_bytes, is_prequantized, load_ram_need
 from checks._versions import below
 from doctor.facts import Facts
 from doctor.findings import ConfigChange, Finding, Severity
@@ -20,7 +20,6 @@ P2P = "host.nccl-p2p-consumer-gpus"
 TOKENIZERS = "host.tokenizers-parallelism"
 
 SHM_FLOOR = 1 * GIB
-RAM_FLOOR = 16 * GIB            # below this an 8B full-precision load (~16 GiB) cannot fit at all
 AVAILABLE_FLOOR = 2 * GIB
 
 LINKS_SHM = ["https://github.com/pytorch/pytorch/issues/5040", "https://github.com/facebookresearch/detectron2/issues/384"]
@@ -101,7 +100,7 @@ def _ram(facts: Facts, config) -> Optional[Finding]:
             remediation="Stop other memory-heavy processes (an earlier training run, notebooks) before training.",
             commands=["free -h", "ps aux --sort=-rss | head"],
             evidence=evidence, links=[LINK_RAM], failure_mode="FM-18", confidence=0.7, fix_cost=1)
-    if need is None and p.ram_total < RAM_FLOOR:
+    if need is None and p.ram_total < SMALL_HOST_RAM:
         return Finding(
             id=RAM, severity=Severity.INFO,
             title=f"this machine has {gib(p.ram_total)} of RAM",

@@ -43,7 +43,7 @@ LINK_AUTO_INSTALL = "https://github.com/unslothai/unsloth/blob/main/unsloth/_aut
 LINK_BNB = "https://github.com/unslothai/unsloth/issues/679"
 
 
-@check(id="version_matrix", title="the training stack's versions fit together (declared requirements, known pairs, Python)",
+@check(id="version-matrix", title="the training stack's versions fit together (declared requirements, known pairs, Python)",
        finding_ids=(UNMET, XFORMERS, TORCHVISION, TRITON, ZOO, BNB, PYTHON), order=50)
 def version_matrix(facts: Facts, config=None) -> list[Finding]:
     out: list[Finding] = []
@@ -153,6 +153,8 @@ def _triton(facts: Facts) -> Optional[Finding]:
     torch = facts.version("torch")
     if p.system != "Linux" or p.machine not in ("x86_64", "") or not torch or "triton" not in facts.packages:
         return None
+    if "+cpu" in torch or (facts.torch.importable and facts.torch.cuda_version is None):
+        return None         # CPU builds pin no triton
     req = requirement_on(facts, "torch", "triton")
     if req is not None:
         spec, basis = str(req.specifier), "packages.torch.requires"

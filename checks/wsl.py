@@ -1,12 +1,11 @@
-"""WSL2 and native-Windows hazards (FM-01..06, FM-12, FM-18, FM-19, FM-24, FM-25).
+"""WSL hazards (FM-02, FM-03, FM-06, FM-18, FM-19; WSL1).
 
-These are the likely causes of the reference hang (unslothai/unsloth#1010: RTX 2080 Ti, WSL2,
-Unsloth 2024.8, stuck at step 11 with the GPU idle), and none of them is a setting the folklore
-fixes (batch 2, grad-accum 4, adamw_8bit) touch:
+With checks/windows.py (sysmem fallback, TDR) these are the likely causes of the reference hang
+(unslothai/unsloth#1010: RTX 2080 Ti, WSL2, Unsloth 2024.8, stuck at step 11 with the GPU idle),
+and none of them is a setting the folklore fixes (batch 2, grad-accum 4, adamw_8bit) touch:
   pinned host memory exhausted by use_gradient_checkpointing="unsloth" (WSL2 caps pinned memory),
   expandable_segments on WSL (the CUDA VMM calls it makes are refused by GPU-PV),
-  VRAM spilling into shared system memory on Windows drivers >= 536.40 (a crawl instead of OOM),
-  TDR on a GPU that drives the display, /mnt/c (9p) I/O, and the WSL VM's memory cap.
+  /mnt/c (9p) I/O, and the WSL VM's memory cap.
 """
 from __future__ import annotations
 
@@ -15,22 +14,18 @@ from typing import Optional
 
 from checks import check
 from checks._data import load
-from checks._machine import GIB, NVIDIA_WSL_GUIDE, UNSLOTH_UPGRADE, gib, gpus, is_wsl2, windows_driver
-from checks._models import checkpoint_bytes, is_prequantized, load_ram_need, model_shape
-from checks._versions import below, driver_below, parse
+from checks._machine import GIB, NVIDIA_WSL_GUIDE, UNSLOTH_UPGRADE, gib, is_wsl2
+from checks._models import SMALL_HOST_RAM, checkpoint_bytes, is_prequantized, load_ram_need, model_shape
+from checks._versions import below, parse
 from doctor.facts import Facts
 from doctor.findings import ConfigChange, Finding, Severity
 
 WSL1 = "wsl.wsl1-no-gpu"
 PINNED = "wsl.pinned-memory-offload"
 EXPANDABLE = "wsl.expandable-segments"
-SYSMEM = "wsl.sysmem-fallback"
-TDR = "wsl.tdr-display-gpu"
 MOUNT = "wsl.windows-mount-io"
 MEMCAP = "wsl.memory-cap"
 TELEMETRY = "wsl.telemetry-blind-spots"
-NATIVE = "windows.native-tier"
-SPAWN = "windows.spawn-main-guard"
 
 LINK_1010 = "https://github.com/unslothai/unsloth/issues/1010"
 LINKS_PINNED = ["https://github.com/unslothai/unsloth-zoo/pull/1257",
@@ -38,41 +33,25 @@ LINKS_PINNED = ["https://github.com/unslothai/unsloth-zoo/pull/1257",
                 "https://github.com/unslothai/unsloth/issues/1797", NVIDIA_WSL_GUIDE]
 LINKS_EXPANDABLE = ["https://github.com/pytorch/pytorch/issues/192330",
                     "https://github.com/unslothai/unsloth/issues/7203"]
-LINKS_SYSMEM = ["https://nvidia.custhelp.com/app/answers/detail/a_id/5490",
-                "https://github.com/microsoft/WSL/issues/10452", "https://github.com/microsoft/WSL/issues/11050"]
-LINK_TDR = "https://learn.microsoft.com/windows-hardware/drivers/display/tdr-registry-keys"
 LINK_MOUNT = "https://github.com/microsoft/WSL/issues/4197"
 LINK_WSLCONFIG = "https://learn.microsoft.com/windows/wsl/wsl-config"
 LINKS_TELEMETRY = [NVIDIA_WSL_GUIDE, "https://github.com/microsoft/WSL/issues/7162"]
-LINKS_NATIVE = ["https://github.com/unslothai/unsloth/issues/2742", "https://github.com/unslothai/unsloth/issues/1237"]
-LINK_SPAWN = "https://github.com/unslothai/unsloth/pull/3999"
 
 _WINDOWS_DRIVE = re.compile(r"^/mnt/[a-zA-Z](/|$)")
 _CACHE_VARS = ("HF_HOME", "HF_HUB_CACHE", "HF_DATASETS_CACHE", "TRANSFORMERS_CACHE")
-GENERIC_RAM_FLOOR = 16 * GIB
 
 
-@check(id="wsl", title="WSL2 / native Windows hazards: pinned memory, expandable_segments, sysmem fallback, TDR, /mnt/c, memory cap",
-       finding_ids=(WSL1, PINNED, EXPANDABLE, SYSMEM, TDR, MOUNT, MEMCAP, TELEMETRY, NATIVE, SPAWN), order=60)
+@check(id="wsl", title="WSL hazards: WSL1, pinned memory, expandable_segments, /mnt/c, the VM's memory cap",
+       finding_ids=(WSL1, PINNED, EXPANDABLE, MOUNT, MEMCAP, TELEMETRY), order=60)
 def wsl(facts: Facts, config=None) -> list[Finding]:
     p = facts.platform
     if p.is_wsl and p.wsl_version == 1:
         return [_wsl1(facts)]
-    out: list[Finding] = []
-    if is_wsl2(facts):
-        for f in (_pinned(facts, config), _expandable(facts), _mount(facts, config),
-                  _memory_cap(facts, config)):
-            if f is not None:
-                out.append(f)
-        out.append(_telemetry(facts))
-    if p.is_windows_native:
-        out.append(_native(facts))
-        if config is not None and (config.dataset_num_proc or 0) > 1:
-            out.append(_spawn(facts, config))
-    if windows_driver(facts):
-        for f in (_sysmem(facts), _tdr(facts)):
-            if f is not None:
-                out.append(f)
+    if not is_wsl2(facts):
+        return []
+    out = [f for f in (_pinned(facts, config), _expandable(facts), _mount(facts, config),
+                       _memory_cap(facts, config)) if f is not None]
+    out.append(_telemetry(facts))
     return out
 
 
@@ -203,59 +182,6 @@ def _expandable(facts: Facts) -> Optional[Finding]:
         confidence=0.8 if user_true else 0.65, fix_cost=1)
 
 
-def _feature_driver(feature: str) -> str:
-    return next(r["min_windows_driver"] for r in load("driver_cuda")["windows_memory_features"]
-                if r["feature"] == feature)
-
-
-def _sysmem(facts: Facts) -> Optional[Finding]:
-    driver = facts.nvidia.driver_version
-    fallback = _feature_driver("sysmem_fallback")
-    if not driver or driver_below(driver, fallback) is not False:
-        return None
-    policy = _feature_driver("sysmem_fallback_policy_setting")
-    has_policy = driver_below(driver, policy) is False
-    where = "WSL2" if facts.platform.is_wsl else "Windows"
-    return Finding(
-        id=SYSMEM, severity=Severity.WARNING,
-        title=f"Windows driver {driver} spills VRAM into system memory: an OOM becomes a crawl or a stall",
-        why=f"Since driver {fallback}, a CUDA allocation that does not fit in VRAM falls back to shared "
-            f"system memory over PCIe instead of failing. Under {where} a run that slightly exceeds VRAM "
-            "does not raise OOM: steps get 10-100x slower or never return, with the GPU looking idle "
-            "(microsoft/WSL#10452, #40732). The Windows desktop also holds VRAM on a display GPU.",
-        remediation=("In the NVIDIA Control Panel: Manage 3D settings > Global Settings > 'CUDA - Sysmem "
-                     "Fallback Policy' > 'Prefer No Sysmem Fallback', so running out of VRAM fails loudly "
-                     "(whether WSL2 honours it is disputed, microsoft/WSL#11050)."
-                     if has_policy else
-                     f"Update the Windows driver to {policy} or newer to get the 'CUDA - Sysmem Fallback "
-                     "Policy' setting, then set it to 'Prefer No Sysmem Fallback'.")
-                    + " Keep 1-1.5 GB of VRAM headroom (`doctor run train.py` estimates the peak), and watch "
-                      "Task Manager's 'Shared GPU memory' during training.",
-        commands=["nvidia-smi --query-gpu=memory.used,memory.total --format=csv"],
-        evidence={"nvidia.driver_version": driver, "sysmem fallback since": fallback,
-                  "policy setting since": policy, "platform.is_wsl": facts.platform.is_wsl},
-        links=LINKS_SYSMEM + [LINK_1010], failure_mode="FM-01", confidence=0.7, fix_cost=1)
-
-
-def _tdr(facts: Facts) -> Optional[Finding]:
-    display = [g for g in gpus(facts) if g.display_active]
-    if not display:
-        return None
-    g = display[0]
-    return Finding(
-        id=TDR, severity=Severity.WARNING,
-        title=f"{g.name or 'the GPU'} also drives the display: Windows TDR can reset it mid-training",
-        why="Windows resets a GPU whose kernel runs longer than TdrDelay (2 s by default); WSL2 inherits "
-            "this. Long kernels (long sequences on a small GPU) then die with 'the launch timed out and "
-            "was terminated' or 'device not ready'. The desktop also takes VRAM from training.",
-        remediation="Train on a GPU that does not drive a monitor, or raise TdrDelay in the Windows registry "
-                    "(elevated prompt, then reboot); shorter sequences shorten each kernel.",
-        commands=['reg add "HKLM\\SYSTEM\\CurrentControlSet\\Control\\GraphicsDrivers" /v TdrDelay '
-                  '/t REG_DWORD /d 60 /f   # elevated Windows prompt, then reboot'],
-        evidence={f"{g.source}.display_active": True, "nvidia.driver_version": facts.nvidia.driver_version},
-        links=[LINK_TDR, LINK_1010], failure_mode="FM-05", confidence=0.5, fix_cost=2)
-
-
 def _on_windows_drive(path: Optional[str]) -> bool:
     return bool(path) and bool(_WINDOWS_DRIVE.match(path))
 
@@ -318,7 +244,7 @@ def _memory_cap(facts: Facts, config) -> Optional[Finding]:
             commands=commands,
             evidence={**evidence, "config.model_name": config.model_name, "checkpoint size": gib(ckpt)},
             links=[LINK_WSLCONFIG], failure_mode="FM-18", confidence=0.6, fix_cost=2)
-    if ram >= GENERIC_RAM_FLOOR:
+    if ram >= SMALL_HOST_RAM:
         return None
     return Finding(
         id=MEMCAP, severity=Severity.INFO,
@@ -342,32 +268,3 @@ def _telemetry(facts: Facts) -> Finding:
                     "microsoft/WSL#12756); sample every few seconds at most.",
         evidence={"platform.wsl_version": facts.platform.wsl_version},
         links=LINKS_TELEMETRY, failure_mode="FM-06", confidence=0.9, fix_cost=1)
-
-
-def _native(facts: Facts) -> Finding:
-    return Finding(
-        id=NATIVE, severity=Severity.WARNING,
-        title="native Windows is the highest-risk platform for Unsloth/Triton training",
-        why="Native Windows needs triton-windows matched to torch, and reports include ptxas failures "
-            "(error code 4294967295), 'Fatal Python error: none_dealloc' crashes and hangs after thousands "
-            "of steps, plus multiprocessing spawn loops in datasets.map.",
-        remediation="Prefer WSL2 (same machine, Linux wheels) or native Linux. If you stay on Windows, install "
-                    "torch from the PyTorch CUDA index (PyPI's Windows torch is CPU-only) and a triton-windows "
-                    "that matches it.",
-        commands=["wsl --install   # in an elevated Windows PowerShell"],
-        evidence={"platform.is_windows_native": True, "packages.triton-windows.version": facts.version("triton-windows")},
-        links=LINKS_NATIVE, failure_mode="FM-25", confidence=0.6, fix_cost=3)
-
-
-def _spawn(facts: Facts, config) -> Finding:
-    return Finding(
-        id=SPAWN, severity=Severity.WARNING,
-        title=f"dataset_num_proc={config.dataset_num_proc} on native Windows: spawn re-runs your script",
-        why="Windows starts worker processes with spawn, which re-imports __main__: without an "
-            "`if __name__ == \"__main__\":` guard every worker re-runs the training script (the Unsloth "
-            "banner repeats, 'One of the subprocesses has abruptly died during map operation').",
-        remediation="Put the training code under `if __name__ == \"__main__\":`, and use dataset_num_proc=1 "
-                    "(or pre-tokenise once); upgrading Unsloth past PR #3999 makes it ignore num_proc there.",
-        evidence={"platform.is_windows_native": True, "config.dataset_num_proc": config.dataset_num_proc},
-        links=[LINK_SPAWN, "https://github.com/unslothai/unsloth/issues/4490"], failure_mode="FM-12",
-        confidence=0.7, fix_cost=1)

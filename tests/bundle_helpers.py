@@ -14,6 +14,7 @@ WSL_FACTS = FACT_SNAPSHOTS / "wsl2-2080ti-unsloth-2024.8.json"
 # Values from the WSL snapshot (and planted below) that a maintainer needs, so must survive.
 MUST_SURVIVE = {
     "facts.json": ["2.2.0+cu121", "NVIDIA GeForce RTX 2080 Ti", "/usr/lib/wsl/lib", "2.5.0a0+git1234abc",
+                   "/usr/local/cuda-12.1/lib64",
                    "5.15.153.1-microsoft-standard-WSL2", "560.94"],
     "env/pip-freeze.txt": ["torch==2.2.0+cu121", "unsloth==2024.8"],
 }

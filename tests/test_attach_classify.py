@@ -8,7 +8,8 @@ import pytest
 from attach_helpers import SITE, frame, gpu_sample, native, process, snapshot, thread
 from doctor.attach import signatures as sig
 from doctor.attach.api import diagnose_snapshot
-from doctor.attach.classify import gpu_state, wants_native
+from doctor.attach.gpu import gpu_state
+from doctor.attach.threads import wants_native
 from doctor.attach.snapshot import KernelWait
 
 TRAIN = "/home/u/train.py"
@@ -283,3 +284,36 @@ def test_rank_waiting_in_a_sync_while_its_gpu_spins_is_a_collective_wait():
     report = diagnose_snapshot(snapshot(_launcher(), r0, r1, target=10, gpu=gpu))
     assert report.cause == "nccl-collective"
     assert "rank 1 (pid 12) is not in the collective: sleeping" in report.findings[0].title
+
+
+def test_still_stack_in_backward_with_cpu_is_training_not_a_hang():
+    """Three samples caught the same backward line (a long C++ call, or a starved process) while the
+    thread ran: that is training, not an unknown wait."""
+    stack = [frame("_engine_run_backward", TORCH + "autograd/graph.py", 979),
+             frame("backward", TORCH + "autograd/__init__.py", 395), frame("main", TRAIN, 26)]
+    running = process(500, _stuck(stack, active=True), cpu=25.0, state="R")
+    assert diagnose_snapshot(snapshot(running)).cause == "running-normally"
+    waiting = process(501, _stuck(stack), cpu=0.0)
+    assert diagnose_snapshot(snapshot(waiting)).cause == "unknown-wait"
+
+
+def test_rank_gpu_found_by_local_rank_when_nvml_shows_other_pids():
+    """In a container NVML lists host pids: the rank's GPU comes from LOCAL_RANK and CUDA_VISIBLE_DEVICES."""
+    from doctor.attach.gpu import rank_device
+    from doctor.attach.snapshot import GpuDevice, GpuSample
+
+    def dev(i, util, watts):
+        return GpuDevice(index=i, name="H100", uuid=f"GPU-aaaa-{i}", util=[util] * 3, power_mw=[watts * 1000] * 3,
+                         power_limit_mw=700_000, processes=[{"pid": 90000 + i, "used_memory": 2**30}])
+    gpu = GpuSample(available=True, devices=[dev(0, 0, 70), dev(1, 0, 70), dev(2, 100, 110), dev(3, 0, 70)])
+    assert [d.index for d in rank_device(gpu, 1, "3,2")] == [2]
+    assert [d.index for d in rank_device(gpu, 0, "GPU-aaaa-3")] == [3]
+    assert [d.index for d in rank_device(gpu, 1, None)] == [1]
+    assert rank_device(gpu, 2, "0,1") == [] and rank_device(gpu, None, None) == []
+
+    src = {f"{TRAIN}:41": "loss_value = loss.item()"}
+    r0 = process(11, _stuck(_item_stack()), ppid=10, cpu=100, role="rank 0", rank=0, local_rank=1, world_size=2,
+                 cuda_visible_devices="3,2", source=src, state="R")
+    r1 = _rank(12, 1, [frame("save_checkpoint_slowly", TRAIN, 14), frame("<module>", TRAIN, 30)], cpu=0)
+    report = diagnose_snapshot(snapshot(_launcher(), r0, r1, target=10, gpu=gpu))
+    assert report.cause == "nccl-collective"

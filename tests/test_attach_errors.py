@@ -104,7 +104,8 @@ def test_permission_denied_as_another_user(spawn):
     assert res.returncode == exitcodes.PERMISSION_DENIED == 4, res.stderr
     line = res.stderr.strip().splitlines()
     assert len(line) == 1 and "not permitted to trace pid" in line[0]
-    assert "ptrace_scope" in line[0] and "same user" in line[0]
+    assert "CAP_SYS_PTRACE" in line[0] and "the user that runs the training" in line[0]
+    assert f"sudo env \"PATH=$PATH\" doctor attach {proc.pid}" in line[0]
     kill_and_assert_gone(proc, [proc.pid])
 
 
@@ -129,3 +130,26 @@ def test_pyspy_error_kinds(kind):
 def test_pyspy_error_line_drops_the_rust_backtrace():
     line = pyspy.first_error_line(RECORDED_STDERR[pyspy.FAILED])
     assert line == "Error: Failed to get stack traces (Failed to suspend process)"
+
+
+def test_pyspy_found_through_its_installed_distribution(monkeypatch, tmp_path):
+    """`pip install --target DIR` puts the binary in DIR/bin: neither beside python nor on PATH."""
+    monkeypatch.delenv(pyspy.ENV_OVERRIDE, raising=False)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
+    found = pyspy.find_pyspy()
+    assert found is not None and found.endswith("/py-spy") and os.access(found, os.X_OK)
+
+
+def test_permission_message_explains_ptrace_scope(monkeypatch):
+    from doctor.attach import procinfo, sampler
+
+    monkeypatch.setattr(procinfo, "ptrace_scope", lambda: 1)
+    monkeypatch.setattr(procinfo, "in_container", lambda: False)
+    msg = sampler._permission_message(77)
+    assert "ptrace_scope 1: only descendants may be traced" in msg
+    assert "echo 0 | sudo tee /proc/sys/kernel/yama/ptrace_scope" in msg and "--cap-add" not in msg
+    monkeypatch.setattr(procinfo, "ptrace_scope", lambda: 0)
+    monkeypatch.setattr(procinfo, "in_container", lambda: True)
+    msg = sampler._permission_message(77)
+    assert "ptrace_scope 0" in msg and "--cap-add SYS_PTRACE" in msg and "tee" not in msg

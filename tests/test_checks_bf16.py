@@ -32,6 +32,8 @@ def test_the_emulation_counting_idiom_is_caught():
 def test_dtype_bfloat16_gets_a_dtype_change_only():
     (f,) = bf16(snapshot("turing-bf16.json"), TrainingConfig(dtype="bfloat16", fp16=True))
     assert changes(f) == {"dtype": "float16"}
+    (f,) = bf16(snapshot("turing-bf16.json"), TrainingConfig(framework="unsloth", dtype="bfloat16", fp16=True))
+    assert changes(f) == {"dtype": None}          # Unsloth's auto choice is fp16 on Turing
 
 
 def test_unsloth_helper_is_fine_and_only_the_torch_lie_is_noted():

@@ -19,7 +19,8 @@ from doctor.config.model import TrainingConfig
 from doctor.engine import run_checks
 from doctor.facts import LibcudaInfo
 
-ENV_CHECKS = ("gpu_presence", "driver_cuda", "gpu_arch", "bf16", "version_matrix", "wsl", "libcuda", "host")
+ENV_CHECKS = ("gpu-presence", "driver-cuda", "gpu-arch", "bf16", "version-matrix", "wsl", "windows", "libcuda",
+              "host")
 DATA_FILES = ("driver_cuda", "gpu_arch", "torch_cuda_wheels", "version_pairs", "unsloth_behaviour")
 ID_RE = re.compile(r"^[a-z0-9]+(\.[a-z0-9]+(-[a-z0-9]+)*)+$")
 

@@ -105,6 +105,8 @@ def test_triton_must_match_torchs_pin_on_linux_only():
     assert one(version_matrix(table, None), TRITON).commands == ['pip install "triton==3.0.*"']
     missing = linux_gpu(torch="2.4.1+cu121", cuda="12.1", triton=None)
     assert "not installed" in one(version_matrix(missing, None), TRITON).title
+    cpu = linux_gpu(torch="2.4.1+cpu", cuda=None, triton=None)
+    assert version_matrix(cpu, None) == []
 
 
 def test_bitsandbytes_too_old_for_unsloth():

@@ -128,7 +128,8 @@ def test_ordinary_values_survive(user, host, secret):
 def test_tokenizer_and_code_are_not_secrets():
     code = ('tokenizer.pad_token = tokenizer.eos_token\nmodel, tok = FastLanguageModel.from_pretrained('
             'model_name="unsloth/Meta-Llama-3.1-8B-bnb-4bit", token=os.environ["HF_TOKEN"])\n'
-            'login(token=getenv("HF_TOKEN"))\nhub_token=None\nmax_new_tokens = 128\n')
+            'login(token=getenv("HF_TOKEN"))\nhub_token=None\nmax_new_tokens = 128\n'
+            '# token = "hf_...", # use one if using gated models\ntoken = "YOUR_HF_TOKEN"\n')
     assert Redactor().redact(code) == code
 
 
@@ -166,7 +167,7 @@ def test_redaction_is_idempotent(parts, user, host, secret):
 @SETTINGS
 def test_json_objects_stay_valid_and_clean(user, hf, pw):
     home = f"/home/{user}"
-    obj = {"cmdline": ["python", f"{home}/train.py", "--token", hf],
+    obj = {"cmdline": ["python", f"{home}/train.py", "--token", hf, "--password", pw, "--pad-token", "<pad>"],
            "log": f"line1\n{user}@box: {hf}\n", "password": pw, "nested": {f"{home}/key": [f"{user} ran it", None, 3]},
            "pad_token": "<|finetune_right_pad_id|>"}
     r = Redactor(usernames=(user,), homes=(home,))
@@ -176,6 +177,7 @@ def test_json_objects_stay_valid_and_clean(user, hf, pw):
         assert bad not in text
     assert not token_present(user, text)
     assert back["pad_token"] == "<|finetune_right_pad_id|>"
+    assert back["cmdline"][4:] == ["--password", "<redacted:secret-flag>", "--pad-token", "<pad>"]
     assert back["cmdline"][:2] == ["python", "~/train.py"] and back["nested"]["~/key"] == ["<user> ran it", None, 3]
 
 

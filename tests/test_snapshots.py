@@ -12,12 +12,13 @@ from doctor.engine import run_checks
 from doctor.facts import Facts
 from doctor.findings import Severity
 
-ENV_CHECKS = ("gpu_presence", "driver_cuda", "gpu_arch", "bf16", "version_matrix", "wsl", "libcuda", "host")
+ENV_CHECKS = ("gpu-presence", "driver-cuda", "gpu-arch", "bf16", "version-matrix", "wsl", "windows", "libcuda",
+              "host")
 C, E, W, I = Severity.CRITICAL, Severity.ERROR, Severity.WARNING, Severity.INFO
 
 EXPECTED = {
-    "wsl2-2080ti-unsloth-2024.8.json": {"wsl.sysmem-fallback": W, "wsl.expandable-segments": W,
-                                        "wsl.tdr-display-gpu": W, "bf16.is-bf16-supported-lies": W,
+    "wsl2-2080ti-unsloth-2024.8.json": {"windows.sysmem-fallback": W, "wsl.expandable-segments": W,
+                                        "windows.tdr-display-gpu": W, "bf16.is-bf16-supported-lies": W,
                                         "arch.no-flash-attention-2": I, "wsl.telemetry-blind-spots": I,
                                         "wsl.memory-cap": I},
     "rtx5090-old-torch.json": {"arch.no-kernel-image": C},
@@ -74,7 +75,7 @@ def test_reference_case_names_the_wsl_causes_not_the_folklore():
     cfg = reference_config()
     findings = run_checks(snapshot(REFERENCE), cfg)          # every check, ranked as the report shows them
     order = [f.id for f in findings]
-    wsl_causes = ["wsl.pinned-memory-offload", "wsl.expandable-segments", "wsl.sysmem-fallback"]
+    wsl_causes = ["wsl.pinned-memory-offload", "wsl.expandable-segments", "windows.sysmem-fallback"]
     first_info = min(i for i, f in enumerate(findings) if f.severity is Severity.INFO)
     for fid in wsl_causes:
         assert fid in order and order.index(fid) < first_info, (fid, order)

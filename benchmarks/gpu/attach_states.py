@@ -6,7 +6,7 @@ with diagnose_pid; records the raw py-spy JSON, the snapshot and the AttachRepor
 
 States (target: tests/fixtures/attach/cuda_states.py):
   training     a tiny Llama training continuously                       -> running-normally
-  cuda-sync    3000 bf16 8192^2 matmuls queued, blocked in .item()     -> cuda-sync-wait (GPU busy)
+  cuda-sync    200 bf16 16384^2 matmuls queued, blocked in .item()     -> cuda-sync-wait (GPU busy)
                (attached with native=True: py-spy --native shows the CUDA sync under the Python line)
   loader-hang  training whose DataLoader worker hangs in __getitem__    -> dataloader-worker-hang
 

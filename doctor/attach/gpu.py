@@ -1,4 +1,5 @@
-"""GPU state during the sampling window, through NVML in a child process with a timeout.
+"""GPU state during the sampling window, through NVML in a child process with a timeout, and what
+it means (gpu_state: busy, spinning, idle, partial or unknown).
 
 Under WSL2 (WDDM) NVML reports no per-process memory and unreliable utilisation; whatever could
 not be read goes into GpuSample.unavailable with the reason, never a made-up number.
@@ -77,3 +78,57 @@ def gpu_from_payload(payload: dict, pids: list[int], wsl: bool = False) -> GpuSa
         if key in errors:
             out.unavailable.append(f"{label}: {errors[key]}{why_wsl if key == 'utilization' else ''}")
     return out
+
+
+def rank_device(gpu: GpuSample, local_rank: Optional[int], visible: Optional[str]) -> list[GpuDevice]:
+    """The GPU a rank uses when NVML lists no pids we know (containers see host pids): device
+    LOCAL_RANK among CUDA_VISIBLE_DEVICES (indices or UUIDs), else device LOCAL_RANK."""
+    if local_rank is None:
+        return []
+    entries = [e.strip() for e in (visible or "").split(",") if e.strip()]
+    if entries:
+        if local_rank >= len(entries):
+            return []
+        want = entries[local_rank]
+        if want.isdigit():
+            return [d for d in gpu.devices if d.index == int(want)]
+        return [d for d in gpu.devices if d.uuid and (d.uuid == want or d.uuid.startswith(want))]
+    return [d for d in gpu.devices if d.index == local_rank]
+
+
+def gpu_state(gpu: GpuSample, pids: set[int], thresholds: dict, only_mine: bool = False,
+              fallback: Optional[list[GpuDevice]] = None) -> tuple[str, str, list]:
+    """(busy | spinning | idle | partial | unknown, one-line summary, the devices looked at).
+    only_mine: judge only GPUs that list one of pids, or the fallback devices (else the busiest GPU)."""
+    if not gpu.available or not gpu.devices:
+        return "unknown", "; ".join(gpu.unavailable[:2]) or "GPU not readable", []
+    mine = [d for d in gpu.devices if any(p.get("pid") in pids for p in d.processes)] or list(fallback or [])
+    if only_mine and not mine:
+        return "unknown", "the process is not in NVML's process list", []
+    devs = mine or gpu.devices
+    with_util = [d for d in devs if d.util]
+    if not with_util:
+        return "unknown", "GPU utilisation not readable", devs
+    d = max(with_util, key=lambda x: sum(x.util) / len(x.util))
+    util = sum(d.util) / len(d.util)
+    ratio = None
+    if d.power_mw and d.power_limit_mw:
+        ratio = (sum(d.power_mw) / len(d.power_mw)) / d.power_limit_mw
+    summary = f"GPU {d.index} ({d.name}): util {util:.0f}%"
+    if ratio is not None:
+        summary += f", power {sum(d.power_mw) / len(d.power_mw) / 1000:.0f}/{d.power_limit_mw / 1000:.0f} W"
+    if d.sm_clock_mhz and d.sm_clock_max_mhz:
+        summary += f", SM clock {d.sm_clock_mhz[-1]}/{d.sm_clock_max_mhz} MHz"
+    if not mine:
+        summary += " (target not in NVML's process list: busiest GPU shown)"
+    if util <= thresholds["idle_util"]:
+        return "idle", summary, devs
+    if util >= thresholds["spin_util"] and ratio is not None and ratio < thresholds["spin_power_ratio"]:
+        return "spinning", summary, devs
+    if util >= thresholds["busy_util"]:
+        return "busy", summary, devs
+    return "partial", summary, devs
+
+
+GPU_WORDS = {"busy": "GPU busy", "spinning": "GPU spinning", "idle": "GPU idle", "partial": "GPU partly busy",
+             "unknown": "GPU not visible"}

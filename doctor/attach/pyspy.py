@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import sys
+from importlib import metadata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -43,7 +44,21 @@ def find_pyspy() -> Optional[str]:
     beside = Path(sys.executable).parent / "py-spy"
     if beside.is_file() and os.access(beside, os.X_OK):
         return str(beside)
-    return shutil.which("py-spy")
+    return _from_distribution() or shutil.which("py-spy")
+
+
+def _from_distribution() -> Optional[str]:
+    """The binary the installed py-spy package recorded (covers `pip install --target DIR`)."""
+    try:
+        dist = metadata.distribution("py-spy")
+    except metadata.PackageNotFoundError:
+        return None
+    for f in dist.files or []:
+        if f.name == "py-spy":
+            path = Path(dist.locate_file(f)).resolve()
+            if path.is_file() and os.access(path, os.X_OK):
+                return str(path)
+    return None
 
 
 def pyspy_version(binary: str, timeout: float = 5.0) -> Optional[str]:

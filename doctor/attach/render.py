@@ -2,6 +2,8 @@
 its role, state and CPU, and each thread's key frames. Findings go through the shared renderers."""
 from __future__ import annotations
 
+from typing import Optional
+
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -42,9 +44,47 @@ def _proc_head(p: ProcessView) -> str:
     return head
 
 
+def _avg(xs) -> Optional[float]:
+    return sum(xs) / len(xs) if xs else None
+
+
+def gpu_lines(report: AttachReport) -> list[str]:
+    """One line per GPU: utilisation, power vs limit, SM clock vs max, reasons, PCIe, memory."""
+    lines = []
+    target = {int(pid) for pid in report.raw_dumps} | {p.pid for p in report.processes}
+    for d in report.gpu.devices:
+        bits = [f"GPU {d.index} {d.name}"]
+        util = _avg(d.util)
+        bits.append(f"util {util:.0f}%" if util is not None else "util n/a")
+        power = _avg(d.power_mw)
+        if power is not None:
+            bits.append(f"power {power / 1000:.0f}" + (f"/{d.power_limit_mw / 1000:.0f} W" if d.power_limit_mw else " W"))
+        if d.sm_clock_mhz:
+            bits.append(f"SM {d.sm_clock_mhz[-1]}" + (f"/{d.sm_clock_max_mhz} MHz" if d.sm_clock_max_mhz else " MHz"))
+        if d.clock_event_names:
+            bits.append("reasons " + "+".join(d.clock_event_names))
+        if d.pcie_gen and d.pcie_width:
+            pcie = f"PCIe gen{d.pcie_gen} x{d.pcie_width}"
+            if d.pcie_tx_kbs or d.pcie_rx_kbs:
+                pcie += f" TX {_avg(d.pcie_tx_kbs) or 0:.0f} RX {_avg(d.pcie_rx_kbs) or 0:.0f} KB/s"
+            bits.append(pcie)
+        if d.memory_used is not None and d.memory_total:
+            bits.append(f"memory {d.memory_used / 2**30:.1f}/{d.memory_total / 2**30:.0f} GiB")
+        mine = [p for p in d.processes if p.get("pid") in target]
+        if mine:
+            used = [p.get("used_memory") for p in mine]
+            bits.append("target: " + ", ".join(f"pid {p['pid']} {u / 2**30:.1f} GiB" if u is not None else
+                                                f"pid {p['pid']} n/a" for p, u in zip(mine, used)))
+        lines.append(", ".join(bits))
+    lines += [f"not readable: {u}" for u in report.gpu.unavailable]
+    return lines
+
+
 def terminal_section(report: AttachReport):
     def section(console: Console) -> None:
         console.print(Text(f"Situation: {report.situation}", style="bold"))
+        for line in gpu_lines(report):
+            console.print(Text("  " + line, style="dim" if line.startswith("not readable") else ""))
         for p in report.processes:
             console.print(Text(_proc_head(p), style="bold"))
             console.print(Text("  " + p.cmdline[:120], style="dim"))
@@ -76,6 +116,7 @@ def terminal_section(report: AttachReport):
 
 def markdown_section(report: AttachReport) -> str:
     lines = ["### Process tree", "", f"Situation: **{report.situation}**, primary cause `{report.cause}`.", ""]
+    lines += [f"- {md_escape_cell(g)}" for g in gpu_lines(report)] + [""]
     for p in report.processes:
         lines.append(f"- **{md_escape_cell(_proc_head(p))}**: `{md_escape_cell(p.cmdline[:160])}`")
         if p.skipped:

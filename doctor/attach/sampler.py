@@ -42,13 +42,16 @@ class SampleOptions:
 
 def _permission_message(pid: int) -> str:
     scope = procinfo.ptrace_scope()
-    scope_text = {0: "0 (same-user processes may be traced)", 1: "1 (only descendants may be traced)",
-                  2: "2 (only CAP_SYS_PTRACE may trace)", 3: "3 (nobody may trace)"}.get(scope, "not set")
-    hint = ("run the doctor as the same user as the training; with ptrace_scope=1 use `sudo env \"PATH=$PATH\" "
-            "doctor attach PID` or `echo 0 | sudo tee /proc/sys/kernel/yama/ptrace_scope`")
+    scope_text = {0: "ptrace_scope 0: same-user processes may be traced", 1: "ptrace_scope 1: only descendants "
+                  "may be traced", 2: "ptrace_scope 2: only CAP_SYS_PTRACE may trace", 3: "ptrace_scope 3: no "
+                  "process may be traced"}.get(scope, "no Yama ptrace_scope: only the same user or CAP_SYS_PTRACE")
+    hint = (f"run the doctor as the user that runs the training, or with CAP_SYS_PTRACE: "
+            f"`sudo env \"PATH=$PATH\" doctor attach {pid}`")
+    if scope in (1, 2):
+        hint += "; or allow same-user tracing: `echo 0 | sudo tee /proc/sys/kernel/yama/ptrace_scope`"
     if procinfo.in_container():
-        hint += "; in a container, start it with `--cap-add SYS_PTRACE` (Kubernetes: securityContext.capabilities.add)"
-    return f"not permitted to trace pid {pid} (kernel.yama.ptrace_scope = {scope_text}): {hint}"
+        hint += "; in a container, root is not enough: start it with `--cap-add SYS_PTRACE`"
+    return f"not permitted to trace pid {pid} ({scope_text}): {hint}"
 
 
 def _is_gone(pid: int) -> bool:
@@ -144,9 +147,8 @@ class _Sampler:
     def root_error(self, ps: ProcessSample, res: pyspy.DumpResult) -> None:
         """Errors on the target itself end the run with their exit code."""
         if res.kind == pyspy.NOT_PYTHON:
-            kids = "" if not self.opts.include_children else " and has no Python child processes"
-            raise DoctorError(f"pid {ps.pid} ({ps.name or '?'}) is not running Python{kids} "
-                              f"(py-spy: {res.message})", exitcodes.NOT_PYTHON)
+            raise DoctorError(f"pid {ps.pid} ({ps.name or '?'}) is not running Python (py-spy: {res.message})",
+                              exitcodes.NOT_PYTHON)
         if res.kind == pyspy.PERMISSION:
             raise DoctorError(_permission_message(ps.pid), exitcodes.PERMISSION_DENIED)
         if res.kind == pyspy.NO_PROCESS or _is_gone(ps.pid):
@@ -183,8 +185,45 @@ class _Sampler:
 
     def run(self) -> Snapshot:
         t_start = time.monotonic()
+        samples, targets = self._describe_tree()
+        snap = Snapshot(target_pid=self.pid, samples=self.opts.samples, interval_s=self.opts.interval_s,
+                        taken_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                        arch=platform.machine(), wsl=_is_wsl(), native_requested=self.opts.native,
+                        include_children=self.opts.include_children, gpu_requested=self.opts.gpu,
+                        pyspy={"path": self.binary, "version": None}, processes=samples)
+        gpu_box: dict = {}
+        gpu_thread = None
+        if self.opts.gpu:
+            window = self.opts.interval_s * max(0, self.opts.samples - 1) + 0.2
+            gpu_thread = threading.Thread(target=self._gpu, args=(gpu_box, [s.pid for s in samples], window, snap.wsl),
+                                          daemon=True)
+            gpu_thread.start()
+        try:
+            self._sample_window(snap, targets)
+        finally:   # whatever happened (the target exited, a DoctorError), leave nothing stopped
+            for s in targets:
+                if s.state_before not in ("T", "t") and not s.exited:
+                    self._resume(s)
+        cache: dict = {}
+        for s in samples:
+            self._after(s)
+            collect_source(s, cache)
+        if gpu_thread is not None:
+            gpu_thread.join(max(0.1, self.left() + 2))
+            snap.gpu = gpu_box.get("gpu") or GpuSample(unavailable=["NVML sampling did not finish in time"])
+        else:
+            snap.gpu = GpuSample(unavailable=["GPU sampling turned off (--no-gpu)"])
+        snap.pyspy["version"] = pyspy.pyspy_version(self.binary, timeout=max(0.5, min(3.0, self.left())))
+        snap.duration_s = time.monotonic() - t_start
+        return snap
+
+    def _describe_tree(self) -> tuple[list[ProcessSample], list[ProcessSample]]:
+        """Every process of the tree described, and the ones to dump."""
         _root(self.pid)
-        procs = procinfo.tree(self.pid, self.opts.include_children)
+        try:
+            procs = procinfo.tree(self.pid, self.opts.include_children)
+        except psutil.NoSuchProcess:
+            raise DoctorError(f"pid {self.pid} exited before it could be sampled", exitcodes.PROCESS_EXITED)
         with ThreadPoolExecutor(max_workers=max(1, min(8, len(procs)))) as pool:
             samples = list(pool.map(lambda p: procinfo.describe_with_deadline(p, self.pid, DESCRIBE_TIMEOUT_S),
                                     procs))
@@ -200,18 +239,10 @@ class _Sampler:
             targets = [root_s]
         for s in targets:
             s.nonblocking = (s.num_threads or 0) > MANY_THREADS or s.state_before in ("D", "T", "t")
-        snap = Snapshot(target_pid=self.pid, samples=self.opts.samples, interval_s=self.opts.interval_s,
-                        taken_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                        arch=platform.machine(), wsl=_is_wsl(), native_requested=self.opts.native,
-                        include_children=self.opts.include_children,
-                        pyspy={"path": self.binary, "version": None}, processes=samples)
-        gpu_box: dict = {}
-        gpu_thread = None
-        if self.opts.gpu:
-            window = self.opts.interval_s * max(0, self.opts.samples - 1) + 0.2
-            gpu_thread = threading.Thread(target=self._gpu, args=(gpu_box, [s.pid for s in samples], window, snap.wsl),
-                                          daemon=True)
-            gpu_thread.start()
+        return samples, targets
+
+    def _sample_window(self, snap: Snapshot, targets: list[ProcessSample]) -> None:
+        """The py-spy samples of every target (concurrently), CPU over the window, the --native pass."""
         cpu0 = {s.pid: procinfo.cpu_seconds(s.pid) for s in targets}
         t_cpu0 = time.monotonic()
         times = []
@@ -234,24 +265,15 @@ class _Sampler:
                 self._cpu(s, cpu0.get(s.pid), t_cpu1 - t_cpu0)
             self._native_pass(pool, targets)
         snap.window_s = (times[-1] - times[0]) if len(times) > 1 else 0.0
-        cache: dict = {}
-        for s in samples:
-            self._after(s)
-            collect_source(s, cache)
-        if gpu_thread is not None:
-            gpu_thread.join(max(0.1, self.left() + 2))
-            snap.gpu = gpu_box.get("gpu") or GpuSample(unavailable=["NVML sampling did not finish in time"])
-        else:
-            snap.gpu = GpuSample(unavailable=["GPU sampling turned off (--no-gpu)"])
-        snap.pyspy["version"] = pyspy.pyspy_version(self.binary, timeout=max(0.5, min(3.0, self.left())))
-        snap.duration_s = time.monotonic() - t_start
-        return snap
 
     def _gpu(self, box: dict, pids: list[int], window: float, wsl: bool) -> None:
         from doctor.attach.gpu import sample_gpu
 
-        box["gpu"] = sample_gpu(pids, window, max(2, self.opts.samples),
-                                timeout_s=max(3.0, min(10.0, self.left())), wsl=wsl)
+        try:
+            box["gpu"] = sample_gpu(pids, window, max(2, self.opts.samples),
+                                    timeout_s=max(3.0, min(10.0, self.left())), wsl=wsl)
+        except Exception as exc:  # noqa: BLE001 - an odd NVML payload must not cost the diagnosis
+            box["gpu"] = GpuSample(unavailable=[f"NVML sampling failed: {type(exc).__name__}: {exc}"])
 
     @staticmethod
     def _cpu(s: ProcessSample, before, wall: float) -> None:
@@ -266,12 +288,12 @@ class _Sampler:
                           if tid in before[1]}
 
     def _native_pass(self, pool: ThreadPoolExecutor, targets: list[ProcessSample]) -> None:
-        from doctor.attach.classify import wants_native
+        from doctor.attach.threads import wants_native
 
         if self.opts.native is False:
             return
         chosen = [s for s in targets if s.dumps and not s.exited and s.state_before not in ("D",)
-                  and (self.opts.native or wants_native(s))]
+                  and (self.opts.native or wants_native(s, platform.machine()))]
         if not chosen or self.left() < 1.0:
             return
 

@@ -35,6 +35,7 @@ class ProcessSample:
     rank: Optional[int] = None           # RANK from /proc/<pid>/environ (torchrun/accelerate)
     local_rank: Optional[int] = None
     world_size: Optional[int] = None
+    cuda_visible_devices: Optional[str] = None   # from /proc/<pid>/environ: maps LOCAL_RANK to a GPU
     python: Optional[bool] = None        # None = could not tell before dumping
     skipped: Optional[str] = None        # why it was not dumped
     exited: bool = False                 # gone before or during sampling
@@ -107,6 +108,7 @@ class Snapshot:
     pyspy: dict[str, Any] = field(default_factory=dict)     # path, version
     native_requested: Optional[bool] = None
     include_children: bool = True
+    gpu_requested: bool = True           # False: --no-gpu, so no GPU readings are expected
     processes: list[ProcessSample] = field(default_factory=list)
     gpu: GpuSample = field(default_factory=GpuSample)
     errors: list[str] = field(default_factory=list)

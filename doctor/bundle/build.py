@@ -7,11 +7,12 @@ import copy
 import datetime as _dt
 import inspect
 import re
+import shutil
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from doctor import exitcodes
 from doctor.bundle import archive as A
@@ -43,6 +44,7 @@ class BundleOptions:
     facts_path: Optional[Path] = None
     logs: list[Path] = field(default_factory=list)
     command_line: str = "doctor bundle"
+    progress: Optional[Callable[[str], None]] = None    # one line per slow step, for the terminal
 
 
 @dataclass
@@ -77,8 +79,6 @@ def default_out(now: _dt.datetime) -> Path:
 def validate(opts: BundleOptions) -> None:
     if opts.repo is not None and not _REPO.match(opts.repo):
         raise DoctorError(f"--repo must be OWNER/NAME (e.g. unslothai/unsloth), got {opts.repo!r}", exitcodes.USAGE)
-    if opts.repro and opts.config is None:
-        raise DoctorError("--repro needs --config: the repro trains with that config's settings", exitcodes.USAGE)
     if opts.out is not None and opts.out.suffix.lower() != ".zip":
         raise DoctorError(f"--out must name a .zip file, got {opts.out}", exitcodes.USAGE)
     for log in opts.logs:
@@ -91,6 +91,8 @@ def validate(opts: BundleOptions) -> None:
 def gather(opts: BundleOptions, work_dir: Path) -> Gathered:
     from doctor.run_command import build_report, obtain_facts
 
+    say = opts.progress or (lambda _msg: None)
+    say("reading facts" if opts.facts_path else "probing this machine (up to a minute)")
     facts = obtain_facts(opts.facts_path)
     cfg = None
     if opts.config is not None or (opts.overrides is not None and opts.overrides.any()):
@@ -100,14 +102,17 @@ def gather(opts: BundleOptions, work_dir: Path) -> Gathered:
     g = Gathered(facts=facts, config=cfg)
     report, _term, md = build_report(facts, cfg, command="bundle", out_dir=work_dir / "patch", write_patch=cfg is not None)
     g.report, g.md_sections = report, md
-    g.patch = _patch_of(report, work_dir / "patch")
+    g.patch = _patch_of(report)
     if opts.pid is not None:
+        say(f"sampling pid {opts.pid} with py-spy")
         g.target_environ = process_environ(opts.pid)
         g.attach = _attach(opts, g.notes)
     if opts.repro:
+        say("running doctor repro (a few minutes on CPU)")
         g.repro = _repro(opts, cfg, work_dir / "repro", g.notes)
     if opts.facts_path is None:
-        g.external = pip_outputs() + nvidia_smi() + [kernel_messages()]
+        say("collecting pip freeze, nvidia-smi and kernel messages")
+        g.external = pip_outputs(_target_python(opts.pid, g.target_environ)) + nvidia_smi() + [kernel_messages()]
     else:   # pip, nvidia-smi and dmesg would describe this machine, not the one the facts describe
         g.notes.append("pip list/freeze, nvidia-smi and kernel messages not collected: --facts was given, "
                        "and they would describe this machine rather than the one in the facts")
@@ -116,8 +121,8 @@ def gather(opts: BundleOptions, work_dir: Path) -> Gathered:
     return g
 
 
-def _patch_of(report, patch_dir: Path):
-    """The patch build_report wrote (its dict is in the report's sections), as (path, diff)."""
+def _patch_of(report) -> Optional[dict]:
+    """The patch build_report wrote (its dict is in the report's sections): {"path", "diff"}."""
     data = report.sections.get("patch") if report is not None else None
     if not data:
         return None
@@ -126,36 +131,57 @@ def _patch_of(report, patch_dir: Path):
 
 
 def _attach(opts: BundleOptions, notes: list[str]):
-    from doctor.attach.api import diagnose_pid
+    try:   # a broken attach module (or a bug in it) must not lose the rest of the bundle
+        from doctor.attach.api import diagnose_pid
 
-    kwargs: dict[str, Any] = {}
-    if opts.include_locals:
-        if "locals" in inspect.signature(diagnose_pid).parameters:
-            kwargs["locals"] = True
-        else:
-            notes.append("--include-locals: this doctor's attach sampler does not collect locals; none included")
-    try:
+        kwargs: dict[str, Any] = {}
+        if opts.include_locals:
+            if "locals" in inspect.signature(diagnose_pid).parameters:
+                kwargs["locals"] = True
+            else:
+                notes.append("--include-locals: this doctor's attach sampler does not collect locals; none included")
         return diagnose_pid(opts.pid, **kwargs)
     except DoctorError as exc:
         notes.append(f"attach to pid {opts.pid} failed: {exc.message}")
-    except Exception as exc:   # a bug in attach must not lose the rest of the bundle
+    except Exception as exc:
         notes.append(f"attach to pid {opts.pid} crashed: {type(exc).__name__}: {exc}")
     return None
 
 
 def _repro(opts: BundleOptions, cfg, out_dir: Path, notes: list[str]):
-    from doctor.repro.api import ReproOptions, run_repro
-
-    kwargs: dict[str, Any] = {"config": cfg, "out_dir": out_dir}
-    if opts.repro_steps is not None:
-        kwargs["steps"] = opts.repro_steps
     try:
+        from doctor.repro.api import ReproOptions, run_repro
+
+        kwargs: dict[str, Any] = {"config": cfg, "out_dir": out_dir}
+        if opts.repro_steps is not None:
+            kwargs["steps"] = opts.repro_steps
         return run_repro(ReproOptions(**kwargs))
     except DoctorError as exc:
         notes.append(f"repro failed: {exc.message}")
     except Exception as exc:
         notes.append(f"repro crashed: {type(exc).__name__}: {exc}")
     return None
+
+
+def _target_python(pid: Optional[int], environ: dict[str, str]) -> Optional[str]:
+    """The stuck process's interpreter, as it was invoked (argv[0], so a venv's python stays the
+    venv's: /proc/<pid>/exe would resolve it to the base interpreter). Its packages are the ones
+    that matter, not the doctor's."""
+    if pid is None:
+        return None
+    try:
+        import psutil
+
+        proc = psutil.Process(pid)
+        argv0, cwd = proc.cmdline()[0], proc.cwd()
+    except Exception:
+        return None
+    if not re.match(r"python[0-9.]*(\.exe)?$", Path(argv0).name):
+        return None
+    if "/" not in argv0:
+        return shutil.which(argv0, path=environ.get("PATH"))
+    path = Path(cwd) / argv0
+    return str(path) if path.is_file() else None
 
 
 def _read_tail(path: Path, notes: list[str]) -> str:
@@ -274,17 +300,21 @@ def _write_repro(w: A.BundleWriter, g: Gathered) -> None:
     r = g.repro
     if r is None:
         return
+    from doctor.report.markdown import render_markdown
+    from doctor.repro.render import markdown_section
+
     w.add_json("repro/result.json", r.to_dict(), "doctor repro")
-    for attr in ("step_log_path", "chart_path"):
+    w.add_text("repro/report.md", render_markdown(r.report(), [markdown_section(r)], title="doctor repro"),
+               "doctor repro, rendered")
+    for attr in ("step_log_path", "log_path", "chart_path"):
         p = getattr(r, attr, None)
         if not p or not Path(p).is_file():
             continue
         p = Path(p)
-        data = p.read_bytes()
         if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".gif", ".pdf"):
-            w.add_bytes(f"repro/{p.name}", data, f"doctor repro ({attr})")
+            w.add_bytes(f"repro/{p.name}", p.read_bytes(), f"doctor repro ({attr})")
         else:
-            w.add_text(f"repro/{p.name}", data.decode("utf-8", errors="replace"), f"doctor repro ({attr})")
+            w.add_text(f"repro/{p.name}", _read_tail(p, []), f"doctor repro ({attr})")
 
 
 def _issue_inputs(g: Gathered, findings: list[Finding], bundle_name: str, config_name: Optional[str],
@@ -296,15 +326,19 @@ def _issue_inputs(g: Gathered, findings: list[Finding], bundle_name: str, config
         if tb:
             tb_source = name
             break
-    if tb is None and g.repro is not None and getattr(g.repro, "traceback", None):
-        tb, tb_source = g.repro.traceback, "doctor repro"
+    crash = getattr(g.repro, "crash", None)
+    if tb is None and crash is not None and crash.traceback:
+        tb, tb_source = crash.traceback, "doctor repro"
+    stacks = stacks_text(g.attach) if g.attach is not None else None
+    if stacks is None and getattr(g.repro, "stack_dump", ""):
+        stacks = g.repro.stack_dump                 # faulthandler's dump of the stalled repro child
     return IssueInputs(
         facts=g.facts, findings=findings, bundle_name=bundle_name,
         config_name=config_name, config_text=config_text,
         patch_diff=(g.patch or {}).get("diff") or None,
         traceback=tb, traceback_source=tb_source,
         attach_summary=attach_summary(g.attach) if g.attach is not None else None,
-        stacks=stacks_text(g.attach) if g.attach is not None else None,
+        stacks=stacks,
         repro_summary=_repro_summary(g.repro),
         nvidia_smi=ext.get("gpu/nvidia-smi.txt"), nvidia_smi_q=ext.get("gpu/nvidia-smi-q.txt"),
         pip_freeze=ext.get("env/pip-freeze.txt"), kernel=ext.get("system/kernel-messages.txt"),
@@ -314,11 +348,9 @@ def _issue_inputs(g: Gathered, findings: list[Finding], bundle_name: str, config
 def _repro_summary(r) -> Optional[str]:
     if r is None:
         return None
-    summary = getattr(r, "summary", None)
-    if isinstance(summary, str) and summary:
-        return summary
-    fs = getattr(r, "findings", None) or []
-    return f"{fs[0].title}" if fs else "The repro ran; see repro/ in the bundle."
+    from doctor.repro.render import summary_rows
+
+    return "; ".join(f"{k}: {v}" for k, v in summary_rows(r))
 
 
 def make_bundle(opts: BundleOptions, gathered: Optional[Gathered] = None,
@@ -329,4 +361,7 @@ def make_bundle(opts: BundleOptions, gathered: Optional[Gathered] = None,
     path = Path(opts.out) if opts.out is not None else default_out(now)
     with tempfile.TemporaryDirectory(prefix="doctor-bundle-") as tmp:
         g = gathered if gathered is not None else gather(opts, Path(tmp))
-        return write_bundle(g, opts, path, now)
+        try:
+            return write_bundle(g, opts, path, now)
+        except OSError as exc:    # unwritable folder, disk full: the writer has removed its partial file
+            raise DoctorError(f"cannot write {path}: {exc.strerror or exc}", exitcodes.USAGE)

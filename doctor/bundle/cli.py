@@ -1,8 +1,5 @@
-"""`doctor bundle` and `doctor analyze`: argument parsing only.
-
-No `from __future__ import annotations` here: with_config_flags rebuilds the signature, and typer
-must see the Annotated[...] objects themselves, not strings it cannot resolve in flags.py.
-"""
+"""`doctor bundle` and `doctor analyze`: argument parsing only."""
+from __future__ import annotations
 
 from pathlib import Path
 from typing import List, Optional
@@ -19,7 +16,7 @@ def register(app, handles_errors, with_config_flags):
         out: Annotated[Optional[Path], typer.Option("--out", help="The archive to write (default: reports/doctor-bundle-<timestamp>.zip).")] = None,
         config: Annotated[Optional[Path], typer.Option("--config", help="Training script/YAML/JSON: included (secrets removed) with its patched copy and diff.")] = None,
         pid: Annotated[Optional[int], typer.Option("--pid", help="A stuck training process: include its py-spy dumps and the attach diagnosis.")] = None,
-        repro: Annotated[bool, typer.Option("--repro", help="Run `doctor repro` with --config and include its step log and chart.")] = False,
+        repro: Annotated[bool, typer.Option("--repro", help="Run `doctor repro` (with --config, else the reference config) and include its step log and chart.")] = False,
         repro_steps: Annotated[Optional[int], typer.Option("--repro-steps", help="Steps for --repro.")] = None,
         repo: Annotated[Optional[str], typer.Option("--repo", help="Print a pre-filled new-issue URL for OWNER/NAME, e.g. unslothai/unsloth.")] = None,
         no_redact: Annotated[bool, typer.Option("--no-redact", help="Keep secrets, user name, home and host name (warns). For your own use only.")] = False,

@@ -20,6 +20,7 @@ def run_bundle(opts: BundleOptions) -> int:
     if not opts.redact:
         typer.echo(NO_REDACT_WARNING, err=True)
     opts.command_line = "doctor " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "doctor bundle"
+    opts.progress = lambda msg: typer.echo(f"doctor bundle: {msg} ...", err=True)
     result = make_bundle(opts)
     m = result.manifest
     totals = m.get("redaction_totals") or {}

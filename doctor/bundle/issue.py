@@ -23,6 +23,7 @@ from typing import Optional
 from doctor import __version__
 from doctor.bundle.redact import Redactor
 from doctor.facts import Facts
+from doctor.report.markdown import details, fenced, html_text
 from doctor.findings import Finding
 from doctor.report.summary import gib
 
@@ -81,22 +82,6 @@ def new_issue_url(repo: str, title: str, body: str) -> str:
 
 
 # ---------------------------------------------------------------- Markdown helpers
-
-def fenced(text: str, lang: str = "") -> str:
-    """A code block whose fence is longer than any backtick run inside, so content cannot close it."""
-    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
-    fence = "`" * max(3, longest + 1)
-    return f"{fence}{lang}\n{text.rstrip()}\n{fence}"
-
-
-def details(summary: str, body_md: str) -> str:
-    """A collapsible block. The blank lines make GitHub render the Markdown inside."""
-    return f"<details>\n<summary>{_html_text(summary)}</summary>\n\n{body_md.rstrip()}\n\n</details>"
-
-
-def _html_text(s: str) -> str:
-    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
 
 def prose(s: str) -> str:
     """Text outside code: no raw HTML (GitHub would swallow "<user>"), one line."""

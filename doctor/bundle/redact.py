@@ -87,8 +87,10 @@ _SPECIAL_TOKEN_KEY = re.compile(
     r"think|special|additional_special|chat|boi|eoi|boa|eoa|fim_\w+)[_\-]token\Z", re.I)
 # Values that are not secrets: literals, shell variables, and (unquoted only) code that fetches
 # one: os.environ[...], getenv(...), args.token.
+# Also the placeholders of docs and notebooks: "hf_...", "YOUR_HF_TOKEN", "<your token>", "xxxx".
 _NOT_SECRET_LITERAL = re.compile(
-    r"\A(?:|none|null|nil|true|false|yes|no|\*+|<set>|<redacted[^>]*>|\$\{?\w+\}?)\Z", re.I)
+    r"\A(?:|none|null|nil|true|false|yes|no|\*+|x{3,}|\.{3}|<[^<>]*>|\$\{?\w+\}?|"
+    r"[A-Za-z_]{0,4}\.\.\.|your[_\- ][\w\- ]*(?:token|key|password|secret)[\w\- ]*)\Z", re.I)
 _CODE_VALUE = re.compile(
     r"\A(?:[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*[\(\[].*|(?:os|sys|args|self|config|cfg|settings|env)\.\S*)\Z",
     re.S)
@@ -107,11 +109,14 @@ _CONTEXT_RULES: list[tuple[str, str, int]] = [
 ]
 
 _KEY_VALUE = re.compile(
-    r"(?<![A-Za-z0-9])(?P<key>" + _SECRET_KEY + r")(?P<sep>[\"']?\s*[:=]\s*)"
+    r"(?<![A-Za-z0-9])(?P<key>" + _SECRET_KEY + r")(?P<sep>[\"']?[ \t]*[:=][ \t]*)"
     r"(?P<value>" + _QUOTED + r"|" + _CODE + r"|" + _BARE + r")", re.I)
+_FLAG_KEY = (r"--?(?:[A-Za-z0-9]+[_\-])*(?:token|password|passwd|secret|api[_\-]?key|access[_\-]?key|"
+             r"secret[_\-]?key|auth)")
 _FLAG_VALUE = re.compile(
-    r"(?<![A-Za-z0-9\-])(?P<key>--?(?:[A-Za-z0-9]+[_\-])*(?:token|password|passwd|secret|api[_\-]?key|"
-    r"access[_\-]?key|secret[_\-]?key|auth))(?P<sep>=|\s+)(?!-)(?P<value>" + _QUOTED + r"|" + _CODE + r"|" + _BARE + r")", re.I)
+    r"(?<![A-Za-z0-9\-])(?P<key>" + _FLAG_KEY + r")(?P<sep>=|[ \t]+)(?!-)(?P<value>" + _QUOTED + r"|" + _CODE +
+    r"|" + _BARE + r")", re.I)
+_FLAG_KEY_FULL = re.compile(_FLAG_KEY + r"\Z", re.I)      # an argv element: the next one is its value
 
 _HOME_SHAPED = re.compile(
     r"(?P<prefix>/home/|(?i:/mnt/[a-z]/users/)|(?i:[a-z]:(?:\\\\|\\|/)users(?:\\\\|\\|/))|/Users/)"
@@ -223,17 +228,31 @@ class Redactor:
             for k, v in obj.items():
                 key = self._str(str(k), counts)
                 if isinstance(v, str) and _is_secret_key(str(k)) and not _NOT_SECRET_LITERAL.match(v.strip()):
-                    counts["secret-value"] += 1
-                    self.counts["secret-value"] += 1
+                    self._count(counts, "secret-value")
                     out[key] = placeholder("secret-value")
                 else:
                     out[key] = self.redact_obj(v, counts)
             return out
         if isinstance(obj, (list, tuple)):
-            return [self.redact_obj(v, counts) for v in obj]
+            out_list = []
+            for k, v in enumerate(obj):
+                prev = obj[k - 1] if k else None
+                # argv as a list: ["--password", "x"] has the context in the element before
+                if (isinstance(v, str) and isinstance(prev, str) and _FLAG_KEY_FULL.match(prev)
+                        and not _SPECIAL_TOKEN_KEY.search(prev.lstrip("-")) and not v.startswith("-")
+                        and not _NOT_SECRET_LITERAL.match(v.strip())):
+                    self._count(counts, "secret-flag")
+                    out_list.append(placeholder("secret-flag"))
+                else:
+                    out_list.append(self.redact_obj(v, counts))
+            return out_list
         if isinstance(obj, str):
             return self._str(obj, counts)
         return obj
+
+    def _count(self, counts: Counter, kind: str, n: int = 1) -> None:
+        counts[kind] += n
+        self.counts[kind] += n
 
     def _str(self, s: str, counts: Counter) -> str:
         red, c = self.redact_counted(s)
@@ -251,13 +270,11 @@ class Redactor:
         kept = select_env(env)
         dropped = len(env) - len(kept)
         if dropped:
-            counts["env-dropped"] += dropped
-            self.counts["env-dropped"] += dropped
+            self._count(counts, "env-dropped", dropped)
         out = {}
         for name, value in kept.items():
             if value != SECRET_PLACEHOLDER and looks_like_secret(value):
-                counts["env-secret"] += 1
-                self.counts["env-secret"] += 1
+                self._count(counts, "env-secret")
                 out[name] = placeholder("env-secret")
             else:
                 out[name] = self._str(value, counts)

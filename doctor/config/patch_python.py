@@ -3,6 +3,7 @@ keyword, or add one to the right call, with a trailing `# doctor: ...` comment. 
 comments elsewhere are untouched."""
 from __future__ import annotations
 
+import ast
 import io
 import json
 import tokenize
@@ -59,21 +60,29 @@ class PythonPatcher:
         return sites[-1] if sites else None
 
     def _shared(self, site: Site, changing: dict[str, Any]) -> bool:
-        """Is the site's literal (a variable's definition) also read by a setting we keep?"""
+        """Is the site's variable also read by another setting that is not getting the same value?
+        (`bs = 2` feeding both batch sizes, or `16 // BATCH`): then edit the keyword, not the variable."""
         lit = site.value.literal
         if lit is None or lit is site.value_node:
             return False
         for setting, sites in self.an.sites.items():
             for other in sites:
-                if other is site or other.value.literal is not lit:
+                if other is site:
                     continue
-                if changing.get(setting, object()) != changing.get(site.setting):
+                reads = other.value.literal is lit or any(
+                    isinstance(n, ast.Name) and n.id in site.value.names for n in ast.walk(other.value_node))
+                if reads and not (other.value.literal is lit
+                                  and changing.get(setting, object()) == changing.get(site.setting)):
                     return True
         return False
 
     # -- operations ------------------------------------------------------------------------------
     def set_value(self, setting: str, value: Any, comment: str, changing: dict[str, Any]) -> tuple[bool, str, str]:
         """(done, old text, why not) for one value change or insertion."""
+        if setting == "use_gradient_checkpointing" and value is False:
+            blocked = self._gc_enabled_by_a_call(comment)
+            if blocked:
+                return False, "", blocked
         site = self._site_for(setting)
         if site is None:
             return self.insert(setting, value, comment)
@@ -87,6 +96,15 @@ class PythonPatcher:
             return False, old, "another change edits the same text"
         self._comment(end_line, comment)
         return True, old, ""
+
+    def _gc_enabled_by_a_call(self, comment: str) -> str:
+        """Turning checkpointing off must also stop the calls that turn it on; '' when done."""
+        if self.an.gc_enable_call is not None:
+            return "the script calls gradient_checkpointing_enable(); remove that call"
+        prepare = self.an.call("prepare")
+        if prepare is not None and not any(k.arg == "use_gradient_checkpointing" for k in prepare.node.keywords):
+            self._insert_keyword(prepare, "use_gradient_checkpointing", False, comment)
+        return ""
 
     def rename(self, setting: str, new_key: str, comment: str) -> tuple[bool, str, str]:
         site = self._site_for(setting)
@@ -128,6 +146,10 @@ class PythonPatcher:
         call, key = self._insert_target(setting)
         if call is None:
             return False, "", f"no call to add `{setting}` to"
+        self._insert_keyword(call, key, value, comment)
+        return True, "", ""
+
+    def _insert_keyword(self, call: CallSite, key: str, value: Any, comment: str) -> None:
         node = call.node
         items = sorted(list(node.args) + list(node.keywords), key=lambda n: (n.end_lineno, n.end_col_offset))
         eq = " = " if any(" = " in ast_text(self.an, k) for k in node.keywords if k.arg) else "="
@@ -136,26 +158,27 @@ class PythonPatcher:
         if not items:
             self.ed.insert(self.ed.offset(close_line, close_col), new)
             self._comment(close_line, comment)
-            return True, "", ""
+            return
         last = items[-1]
         end_line, end_col = self._pos(last.end_lineno, last.end_col_offset)
         if end_line == close_line:   # `f(a, b)` or the paren closes on the last argument's line
             self.ed.insert(self.ed.offset(end_line, end_col), f", {new}")
             self._comment(end_line, comment)
-            return True, "", ""
-        rest = self.ed.line_text(end_line)[end_col:].lstrip()
-        if not rest.startswith(","):
-            self.ed.insert(self.ed.offset(end_line, end_col), ",")
+            return
+        rest = self.ed.line_text(end_line)[end_col:].strip()
+        comma = ""
+        if not rest.startswith(","):   # the last argument needs a comma before ours
+            if rest:                   # (before its comment, if it has one)
+                self.ed.insert(self.ed.offset(end_line, end_col), ",")
+            else:
+                comma = ","
         indent = indent_of(self.ed.line_text(last.lineno))
         tail = f"  # {comment}" if end_line in self.safe else ""
-        self.ed.insert(self.ed.line_end(end_line), f"\n{indent}{new},{tail}")
-        return True, "", ""
+        self.ed.insert(self.ed.line_end(end_line), f"{comma}\n{indent}{new},{tail}")
 
     def result(self) -> str:
         return self.ed.apply("#")
 
 
 def ast_text(an: Analysis, node) -> str:
-    import ast
-
     return ast.get_source_segment(an.source, node) or ""

@@ -33,6 +33,7 @@ class Value:
     ok: bool = True
     text: str = ""                       # source text of the expression as written at the use site
     literal: Optional[ast.AST] = None    # where the literal is written (a variable's definition)
+    names: tuple[str, ...] = ()          # variables followed to reach it (`bs` in `batch_size=bs`)
 
 
 @dataclass
@@ -172,20 +173,24 @@ class _Resolver:
 
     def resolve(self, node: ast.AST, line: int) -> Value:
         try:
-            value, literal = self._eval(node, line, 0)
-            return Value(value=value, ok=True, text=self.text(node), literal=literal)
+            names: list[str] = []
+            value, literal = self._eval(node, line, 0, names)
+            return Value(value=value, ok=True, text=self.text(node), literal=literal, names=tuple(names))
         except (_Unresolved, RecursionError, ValueError, TypeError, ZeroDivisionError, OverflowError):
             return Value(value=None, ok=False, text=self.text(node))
 
-    def _eval(self, node: ast.AST, line: int, depth: int) -> tuple[Any, Optional[ast.AST]]:
-        """(value, node where the literal is written or None if computed)."""
+    def _eval(self, node: ast.AST, line: int, depth: int, names: Optional[list] = None) -> tuple[Any, Optional[ast.AST]]:
+        """(value, node where the literal is written or None if computed); `names` collects the
+        variables followed straight to a literal."""
         if depth > 20:
             raise _Unresolved("too deep")
         if isinstance(node, ast.Constant):
             return node.value, node
         if isinstance(node, ast.Name):
             target = self.definition(node.id, line)
-            return self._eval(target, getattr(target, "lineno", line), depth + 1)
+            if names is not None:
+                names.append(node.id)
+            return self._eval(target, getattr(target, "lineno", line), depth + 1, names)
         if isinstance(node, ast.UnaryOp):
             val, _ = self._eval(node.operand, line, depth + 1)
             if isinstance(node.op, ast.Not):

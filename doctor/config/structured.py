@@ -79,6 +79,8 @@ def _axolotl_special(cfg: TrainingConfig, data: dict) -> None:
             cfg.attn_implementation = impl
     if any(data.get(k) for k in ("val_set_size", "evals_per_epoch", "eval_steps")):
         cfg.eval_strategy = cfg.eval_strategy or "steps"
+    if cfg.per_device_eval_batch_size is None and cfg.per_device_train_batch_size is not None:
+        cfg.per_device_eval_batch_size = cfg.per_device_train_batch_size   # axolotl: eval_batch_size defaults to micro_batch_size
     if str(data.get("bf16", "")).lower() == "auto":   # axolotl: bf16 if torch says it is supported
         cfg.bf16 = AUTO_EMULATED
         cfg.unresolved.pop("bf16", None)
@@ -99,6 +101,8 @@ def _llamafactory_special(cfg: TrainingConfig, data: dict) -> None:
         cfg.use_gradient_checkpointing = "unsloth"
     elif data.get("disable_gradient_checkpointing") is True:
         cfg.use_gradient_checkpointing = False
+    else:   # LLaMA-Factory checkpoints unless told not to
+        cfg.use_gradient_checkpointing = True
     flash = str(data.get("flash_attn", "")).lower()
     cfg.attn_implementation = {"fa2": "flash_attention_2", "sdpa": "sdpa", "disabled": "eager"}.get(
         flash, cfg.attn_implementation)

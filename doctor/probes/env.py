@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 from typing import Mapping
 
 # fnmatch patterns, matched case-sensitively against upper-cased names (Windows names vary in case).
@@ -29,8 +30,11 @@ ALLOWED_ENV_PATTERNS: tuple[str, ...] = (
     "WSL_DISTRO_NAME",
 )
 
-# A name containing one of these is a credential: record only that it is set.
-SECRET_NAME_PARTS: tuple[str, ...] = ("TOKEN", "KEY", "SECRET", "PASSWORD")
+# A name with a part (split on "_", "-", ".") ending in one of these is a credential: record only
+# that it is set. Whole parts, not substrings, so TOKENIZERS_PARALLELISM keeps its value while
+# HF_TOKEN, WANDB_API_KEY and AWS_SECRET_ACCESS_KEY do not.
+SECRET_NAME_PARTS: tuple[str, ...] = ("TOKEN", "KEY", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL",
+                                      "CREDENTIALS", "COOKIE", "AUTH", "PAT")
 SECRET_PLACEHOLDER = "<set>"
 
 
@@ -40,8 +44,8 @@ def is_allowed(name: str) -> bool:
 
 
 def is_secret_name(name: str) -> bool:
-    upper = name.upper()
-    return any(part in upper for part in SECRET_NAME_PARTS)
+    parts = re.split(r"[_.\-]+", name.upper())
+    return any(part.endswith(secret) for part in parts for secret in SECRET_NAME_PARTS)
 
 
 def select_env(environ: Mapping[str, str]) -> dict[str, str]:

@@ -64,6 +64,8 @@ def read_distribution(name: str, dist: metadata.Distribution) -> PackageInfo:
         info.error = f"corrupt metadata in {label}: invalid Version {version!r}"
         return info
     info.version = version
+    requires_python = meta.get("Requires-Python")
+    info.requires_python = str(requires_python).strip() if requires_python else None
     try:
         info.requires = list(dist.requires or [])
     except Exception as exc:

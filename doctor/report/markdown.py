@@ -1,7 +1,8 @@
 """Markdown rendering of a report: for files (--markdown) and issue bodies."""
 from __future__ import annotations
 
-from typing import Sequence
+import re
+from typing import Optional, Sequence
 
 from doctor.findings import Finding
 from doctor.report.envelope import Report
@@ -12,10 +13,23 @@ def md_escape_cell(s: str) -> str:
     return str(s).replace("|", "\\|").replace("\n", " ")
 
 
-def details(summary: str, body: str, lang: str = "") -> str:
-    """A collapsible block; body is fenced as code when lang is given."""
-    inner = f"```{lang}\n{body.rstrip()}\n```" if lang is not None and lang != "md" else body
-    return f"<details>\n<summary>{summary}</summary>\n\n{inner}\n\n</details>\n"
+def html_text(s: str) -> str:
+    """Escape for prose and HTML: GitHub would swallow a placeholder like <user> as a tag."""
+    return str(s).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def fenced(text: str, lang: str = "") -> str:
+    """A code block whose fence is longer than any backtick run inside, so content cannot close it."""
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{lang}\n{text.rstrip()}\n{fence}"
+
+
+def details(summary: str, body: str, lang: Optional[str] = None) -> str:
+    """A collapsible block. body is Markdown, or code fenced as `lang` when lang is given (not "md").
+    The blank lines make GitHub render the Markdown inside."""
+    inner = fenced(body, lang) if lang not in (None, "md") else body.rstrip()
+    return f"<details>\n<summary>{html_text(summary)}</summary>\n\n{inner}\n\n</details>\n"
 
 
 def finding_md(n: int, f: Finding) -> str:

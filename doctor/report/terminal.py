@@ -8,6 +8,7 @@ from typing import Callable, Optional, Sequence
 
 from rich.console import Console
 from rich.markup import escape
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -34,21 +35,24 @@ def render_finding(console: Console, n: int, f: Finding, verbose: bool = True) -
     head.append(f.title, style="bold")
     head.append(f"  ({f.id})", style="dim")
     console.print(head)
-    indent = "      "
+    # label | text, indented, so wrapped lines hang under their text rather than at column 0
+    body = Table.grid(padding=(0, 1))
+    body.add_column(no_wrap=True, style="dim")
+    body.add_column(overflow="fold")
     if verbose and f.why:
-        console.print(Text(indent + "why: ", style="dim") + Text(f.why))
+        body.add_row("why", Text(f.why))
     if f.evidence:
-        ev = "; ".join(f"{k} = {v}" for k, v in f.evidence.items())
-        console.print(Text(indent + "evidence: ", style="dim") + Text(ev))
+        body.add_row("evidence", Text("; ".join(f"{k} = {v}" for k, v in f.evidence.items())))
     if f.remediation:
-        console.print(Text(indent + "fix: ", style="green") + Text(f.remediation))
+        body.add_row(Text("fix", style="green"), Text(f.remediation))
     for cmd in f.commands:
-        console.print(Text(indent + "  $ ", style="green") + Text(cmd, style="bold"))
+        body.add_row("", Text("$ " + cmd, style="bold green"))
     for ch in f.config_changes:
-        console.print(Text(indent + "config: ", style="green") +
-                      Text(f"{ch.setting} = {ch.value!r}", style="bold") + Text(f"  ({ch.reason})", style="dim"))
+        body.add_row(Text("config", style="green"),
+                     Text(f"{ch.setting} = {ch.value!r}", style="bold") + Text(f"  ({ch.reason})", style="dim"))
     if verbose and f.links:
-        console.print(Text(indent + "see: ", style="dim") + Text(", ".join(f.links), style="dim"))
+        body.add_row("see", Text(", ".join(f.links), style="dim"))
+    console.print(Padding(body, (0, 0, 0, 4)))
 
 
 def render_summary(console: Console, report: Report) -> None:

@@ -11,41 +11,25 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
-
-import psutil
+from typing import Optional
 
 from doctor import exitcodes
 from doctor.config.model import TrainingConfig
 from doctor.exitcodes import DoctorError
-from doctor.proctree import kill_tree
 from doctor.repro import chart, host
 from doctor.repro.diagnose import diagnose
 from doctor.repro.events import EventReader
 from doctor.repro.faults import parse_injections
 from doctor.repro.lengths import load_lengths
-from doctor.repro.result import CrashInfo, FaultRecord, ReproResult, StallInfo, StepRecord
+from doctor.repro.result import CrashInfo, FaultRecord, ReproResult, StepRecord
 from doctor.repro.spec import ChildSpec, build_spec, reference_config
-from doctor.repro.watchdog import StallPolicy, Watch
+from doctor.repro.supervisor import EventHook, Sampler, Supervisor
+from doctor.repro.watchdog import StallPolicy
 from doctor.repro.wsl import WslRecorder
 
-POLL_S = 0.2
-STACK_DUMP_WAIT_S = 1.0
-LOG_TAIL_BYTES = 12_000
-# The child runs offline: nothing may wait on the hub (unsloth-on-the-gpu-machine.md, "Offline").
-CHILD_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-             "UNSLOTH_DISABLE_STATISTICS": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1",
-             "WANDB_MODE": "disabled", "HF_HUB_DISABLE_TELEMETRY": "1"}
-
-Sampler = Callable[[int], Any]       # pid -> AttachReport (anything with .to_dict())
-EventHook = Callable[[dict], None]
 
 
 @dataclass
@@ -66,6 +50,7 @@ class ReproOptions:
     squeeze_limit: Optional[int] = None          # host-memory fault: bytes at most
     model_cache: Optional[Path] = None           # keep the saved random checkpoint here between runs
     python: Optional[str] = None                 # interpreter for the child (default: this one)
+    max_wall_s: Optional[float] = None           # stop (and diagnose) a run still going after this
 
     def policy(self) -> StallPolicy:
         return StallPolicy(floor_s=self.stall_floor_s, factor=self.stall_factor,
@@ -83,19 +68,12 @@ def default_sampler(pid: int):
     return diagnose_pid(pid, samples=3, interval_s=0.25, include_children=True, timeout_s=20.0, gpu=True)
 
 
-def child_env() -> dict:
-    env = dict(os.environ, **CHILD_ENV)
-    root = str(Path(__file__).resolve().parents[2])     # the folder holding the doctor package
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return env
-
-
 def prepare(opts: ReproOptions) -> tuple[ChildSpec, Path]:
     """Validate the options and write spec.json; raises DoctorError for bad input."""
     if opts.steps < 1:
         raise DoctorError("--steps must be at least 1", exitcodes.USAGE)
-    if opts.stall_floor_s <= 0 or opts.stall_factor <= 0:
-        raise DoctorError("--stall-floor and --stall-factor must be positive", exitcodes.USAGE)
+    if opts.stall_floor_s <= 0 or opts.stall_factor <= 0 or (opts.max_wall_s is not None and opts.max_wall_s <= 0):
+        raise DoctorError("--stall-floor, --stall-factor and --timeout must be positive", exitcodes.USAGE)
     if opts.device not in ("auto", "cpu", "cuda"):
         raise DoctorError(f"--device {opts.device!r}: expected auto, cpu or cuda", exitcodes.USAGE)
     if opts.backend not in ("auto", "unsloth", "transformers", "torch"):
@@ -119,145 +97,6 @@ def prepare(opts: ReproOptions) -> tuple[ChildSpec, Path]:
         events.unlink()                  # a reused --out must not replay an old run
     spec.save(out / "spec.json")
     return spec, out
-
-
-class _Run:
-    """One child under watch: events in, stall/crash/finish out."""
-
-    def __init__(self, spec: ChildSpec, out: Path, opts: ReproOptions, sampler: Optional[Sampler],
-                 on_event: Optional[EventHook]):
-        self.spec, self.out, self.opts = spec, out, opts
-        self.sampler = sampler
-        self.on_event = on_event or (lambda e: None)
-        self.events: list[dict] = []
-        self.known: dict[int, float] = {}   # pid -> create_time of every process seen in the tree
-        self.proc: Optional[subprocess.Popen] = None
-        self.log_path = out / "child.log"
-
-    def start(self) -> None:
-        cmd = [self.opts.python or sys.executable, "-m", "doctor.repro.child", "--spec", str(self.out / "spec.json")]
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                         env=child_env(), start_new_session=True)
-        self._remember(self.proc.pid)
-
-    def _remember(self, pid: int) -> None:
-        try:
-            p = psutil.Process(pid)
-            self.known.setdefault(pid, p.create_time())
-            for c in p.children(recursive=True):
-                self.known.setdefault(c.pid, c.create_time())
-        except psutil.Error:
-            pass
-
-    def watch(self, result: ReproResult) -> None:
-        reader = EventReader(Path(self.spec.events_path))
-        w = Watch(self.opts.policy(), started=time.time())
-        while True:
-            for ev in reader.read_new():
-                self.events.append(ev)
-                w.feed(ev)
-                if isinstance(ev.get("pid"), int):
-                    self.known.setdefault(ev["pid"], _create_time(ev["pid"]))
-                self.on_event(ev)
-            self._remember(self.proc.pid)
-            if self.proc.poll() is not None:
-                time.sleep(POLL_S)           # let the last lines land, then read them
-                for ev in reader.read_new():
-                    self.events.append(ev)
-                    self.on_event(ev)
-                return
-            now = time.time()
-            if w.overdue(now):
-                d = w.deadline()
-                result.stalled = True
-                result.stall = StallInfo(step=w.last_step + 1, phase=w.phase, waited_s=now - d.since,
-                                         deadline_s=d.seconds, reason=d.reason, detected_at=now)
-                self.on_event({"kind": "stall", "t": now, "step": w.last_step + 1, "phase": w.phase,
-                               "waited_s": now - d.since})
-                self.examine_stall(result)
-                return
-            time.sleep(POLL_S)
-
-    def examine_stall(self, result: ReproResult) -> None:
-        pid = self.proc.pid
-        if self.sampler is not None:
-            try:
-                report = self.sampler(pid)
-                result.diagnosis = report.to_dict() if hasattr(report, "to_dict") else dict(report)
-            except DoctorError as exc:
-                result.diagnosis_error = exc.message
-            except Exception as exc:  # the sampler failing must not lose the stall itself
-                result.diagnosis_error = f"{type(exc).__name__}: {exc}"
-        else:
-            result.diagnosis_error = "no sampler"
-        snap = host.host_snapshot(pid)
-        snap["root_pid"] = pid
-        result.host = snap
-        result.stack_dump = self.faulthandler_dump()
-
-    def faulthandler_dump(self) -> str:
-        """The child's own all-thread traceback (SIGUSR1 -> faulthandler): works without ptrace."""
-        if not self.events or self.proc.poll() is not None or not hasattr(signal, "SIGUSR1"):
-            return ""          # before the first event the handler may not be installed yet
-        start = self.log_path.stat().st_size
-        try:
-            os.kill(self.proc.pid, signal.SIGUSR1)
-        except OSError:
-            return ""
-        time.sleep(STACK_DUMP_WAIT_S)
-        with open(self.log_path, "rb") as fh:
-            fh.seek(start)
-            text = fh.read(LOG_TAIL_BYTES).decode(errors="replace")
-        return text if "most recent call first" in text else ""
-
-    def stop(self) -> list[int]:
-        """Stop the whole tree, reparented DataLoader workers included; return the survivors."""
-        if self.proc is None:
-            return []
-        self._remember(self.proc.pid)
-        kill_tree(self.proc.pid, grace_s=3.0)
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)   # workers share the child's process group
-        except OSError:
-            pass
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-        for pid, created in list(self.known.items()):
-            if _same_process(pid, created):
-                try:
-                    psutil.Process(pid).kill()
-                except psutil.Error:
-                    pass
-        time.sleep(0.1)
-        return sorted(pid for pid, created in self.known.items() if _same_process(pid, created))
-
-    def log_tail(self) -> str:
-        try:
-            size = self.log_path.stat().st_size
-            with open(self.log_path, "rb") as fh:
-                fh.seek(max(0, size - LOG_TAIL_BYTES))
-                return fh.read().decode(errors="replace")
-        except OSError:
-            return ""
-
-
-def _create_time(pid: int) -> float:
-    try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
-        return 0.0
-
-
-def _same_process(pid: int, created: float) -> bool:
-    """Alive, not a zombie, and not a new process that reused the pid."""
-    try:
-        p = psutil.Process(pid)
-        return p.status() != psutil.STATUS_ZOMBIE and (not created or abs(p.create_time() - created) < 0.5)
-    except psutil.Error:
-        return False
 
 
 def collect(result: ReproResult, events: list[dict], spec: ChildSpec) -> None:
@@ -303,19 +142,19 @@ def run_repro(opts: ReproOptions, on_event: Optional[EventHook] = None,
                          log_path=str(out / "child.log"))
     wsl = WslRecorder()
     wsl.start()
-    run = _Run(spec, out, opts, sampler, on_event)
+    sup = Supervisor(spec, out, opts.policy(), opts.max_wall_s, opts.python, sampler, on_event)
     try:
-        run.start()
-        run.watch(result)
+        sup.start()
+        sup.watch(result)
     finally:
-        result.leftover_pids = run.stop()
-        result.pids_seen = sorted(run.known)
-    collect(result, run.events, spec)
-    rc = run.proc.returncode if run.proc else None
+        result.leftover_pids = sup.stop()
+        result.pids_seen = sorted(sup.known)
+    collect(result, sup.events, spec)
+    rc = sup.proc.returncode if sup.proc else None
     if not result.stalled and not result.completed and not result.crashed:
         result.crashed = True                       # died without a word: killed, segfault, os._exit
         result.crash = CrashInfo(step=(result.steps[-1].step + 1) if result.steps else None,
-                                 message=_last_line(run.log_tail()))
+                                 message=_last_line(sup.log_tail()))
     if result.crash is not None:
         result.crash.exit_code = rc
         if rc is not None and rc < 0:
@@ -324,7 +163,7 @@ def run_repro(opts: ReproOptions, on_event: Optional[EventHook] = None,
             result.host = {"memory": host.host_memory()}
     if result.stalled:
         result.crashed, result.crash = False, None   # our own stop is not a crash
-    result.log_tail = run.log_tail()
+    result.log_tail = sup.log_tail()
     result.wsl = wsl.finish()
     result.cause, result.findings = diagnose(result)
     result.duration_s = round(time.monotonic() - t0, 3)

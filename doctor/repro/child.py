@@ -71,6 +71,7 @@ class StepRecorder:
             mem = {"mem_allocated": torch.cuda.memory_allocated(), "mem_reserved": torch.cuda.memory_reserved(),
                    "mem_peak": torch.cuda.max_memory_allocated()}
             torch.cuda.reset_peak_memory_stats()
+            self.faults.last_step_peak = mem["mem_peak"]
         now = time.monotonic()
         duration = now - self.t_last if self.t_last is not None else None
         self.t_last = now
@@ -174,8 +175,7 @@ class ChildRun:
             self.phase("loading-model", "FastLanguageModel.from_pretrained")
             model, tokenizer = FastLanguageModel.from_pretrained(
                 model_name=str(ckpt), max_seq_length=spec.max_seq_length,
-                dtype=dtype if plan.precision != "fp32" else None, load_in_4bit=plan.load_in_4bit,
-                local_files_only=True)
+                dtype=dtype if plan.precision != "fp32" else None, load_in_4bit=plan.load_in_4bit)
             model = FastLanguageModel.get_peft_model(
                 model, r=spec.lora_r, target_modules=spec.target_modules, lora_alpha=spec.lora_alpha,
                 lora_dropout=spec.lora_dropout, bias="none",
@@ -227,8 +227,10 @@ class ChildRun:
             kw["dataloader_pin_memory"] = spec.pin_memory
         if plan.device == "cpu":
             kw["use_cpu"] = True
-        if plan.backend != "unsloth" and plan.gradient_checkpointing and not plan.load_in_4bit:
-            kw["gradient_checkpointing"] = True
+        # always explicit: TRL's SFTConfig defaults to True, TrainingArguments to False; with Unsloth,
+        # get_peft_model(use_gradient_checkpointing=...) already did it (the reference passes nothing)
+        kw["gradient_checkpointing"] = bool(plan.gradient_checkpointing) and plan.backend != "unsloth"
+        if kw["gradient_checkpointing"]:
             kw["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
         if "packing" in fields:
             kw["packing"] = False

@@ -35,6 +35,7 @@ class FaultPlan:
         self.seed = seed
         self.vocab_size = vocab_size
         self._held: list[Any] = []        # memory the squeezes keep alive
+        self.last_step_peak: Optional[int] = None   # max_memory_allocated of the last step (recorder)
 
     def wants(self, kind: str) -> bool:
         return kind in self.by_kind
@@ -78,8 +79,8 @@ class FaultPlan:
         from doctor.repro import emulated_cuda
 
         self.events.emit("inject", fault="cuda-stall", step=step, emulated=True,
-                         detail="no GPU: the main thread enters an endless native busy loop behind a "
-                                "sync-shaped call (doctor.repro.emulated_cuda.synchronize)")
+                         detail="no GPU: the main thread blocks forever in a native call behind a "
+                                "sync-shaped function (doctor.repro.emulated_cuda.synchronize)")
         emulated_cuda.synchronize()
 
     def _host_squeeze(self, step: int) -> None:
@@ -107,7 +108,7 @@ class FaultPlan:
         import torch
 
         torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated()
+        peak = self.last_step_peak or torch.cuda.max_memory_allocated()
         now = torch.cuda.memory_allocated()
         need = max(peak - now, 64 << 20)          # what the last step needed on top of what stays
         torch.cuda.empty_cache()                  # the cache could serve the step: give it back

@@ -50,6 +50,7 @@ def register(app, handles_errors, with_config_flags) -> None:
         stall_factor: Annotated[float, typer.Option("--stall-factor", help="... or this many times the median step time, whichever is longer.", rich_help_panel=PANEL)] = 10.0,
         first_step_grace: Annotated[float, typer.Option("--first-step-grace", help="Seconds the first step may take (compile, warm-up; Unsloth ~50 s on an H100).", rich_help_panel=PANEL)] = 300.0,
         startup_grace: Annotated[float, typer.Option("--startup-grace", help="Seconds each start-up phase (import, model load) may take.", rich_help_panel=PANEL)] = 600.0,
+        timeout: Annotated[Optional[float], typer.Option("--timeout", help="Stop (and diagnose) the run if it is still going after this many seconds.", rich_help_panel=PANEL)] = None,
         device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.", rich_help_panel=PANEL)] = "auto",
         backend: Annotated[str, typer.Option("--backend", help="auto (Unsloth when it imports on a GPU, else transformers), unsloth, transformers, or torch (a plain loop).", rich_help_panel=PANEL)] = "auto",
         lengths: Annotated[Optional[str], typer.Option("--lengths", help="Sample lengths: full, uniform, chat, or a FILE of token counts from your data.", rich_help_panel=PANEL)] = None,
@@ -67,6 +68,6 @@ def register(app, handles_errors, with_config_flags) -> None:
         return run_repro_command(config=config, overrides=overrides, model_size=model_size, steps=steps,
                                  inject=inject or [], stall_floor=stall_floor, stall_factor=stall_factor,
                                  first_step_grace=first_step_grace, startup_grace=startup_grace,
-                                 device=device, backend=backend, lengths=lengths, squeeze_limit=squeeze_limit,
+                                 timeout=timeout, device=device, backend=backend, lengths=lengths, squeeze_limit=squeeze_limit,
                                  seed=seed, model_cache=model_cache, out=out, json_out=json_out,
                                  markdown=markdown, progress=_progress)

@@ -24,7 +24,8 @@ def load_repro_config(config: Optional[Path], overrides: Optional[ConfigOverride
 
 def run_repro_command(*, config: Optional[Path], overrides: Optional[ConfigOverrides], model_size: str,
                       steps: int, inject: list, stall_floor: float, stall_factor: float,
-                      first_step_grace: float, startup_grace: float, device: str, backend: str,
+                      first_step_grace: float, startup_grace: float, timeout: Optional[float],
+                      device: str, backend: str,
                       lengths: Optional[str], squeeze_limit: Optional[str], seed: Optional[int],
                       model_cache: Optional[Path], out: Optional[Path], json_out: bool,
                       markdown: Optional[Path], progress: Optional[Callable[[dict], None]]) -> int:
@@ -34,7 +35,8 @@ def run_repro_command(*, config: Optional[Path], overrides: Optional[ConfigOverr
     cfg = load_repro_config(config, overrides)
     opts = ReproOptions(config=cfg, model_size=model_size, steps=steps, inject=list(inject),
                         stall_floor_s=stall_floor, stall_factor=stall_factor,
-                        first_step_grace_s=first_step_grace, startup_grace_s=startup_grace, device=device,
+                        first_step_grace_s=first_step_grace, startup_grace_s=startup_grace,
+                        max_wall_s=timeout, device=device,
                         out_dir=out, backend=backend, seed=seed, length_profile=lengths,
                         squeeze_limit=parse_size(squeeze_limit) if squeeze_limit else None,
                         model_cache=model_cache)

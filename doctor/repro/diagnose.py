@@ -42,7 +42,7 @@ FINDING_IDS = (
 # What each cause means for the fault the repro planted (for repro.fault-missed).
 EXPECTED_CAUSE = {"dataloader-hang": ("dataloader-hang",), "long-sample": ("long-sample",),
                   "cuda-stall": ("cuda-stall",), "host-memory": ("host-memory",),
-                  "vram-squeeze": ("vram-oom", "cuda-stall", "vram-spill")}
+                  "vram-squeeze": ("vram-oom", "cuda-stall")}   # Linux: OOM; WSL2: a spill that stalls
 
 # CUDA error text -> (class, failure mode); shared/knowledge/unsloth-failure-modes.md §4.3
 CUDA_ERROR_CLASSES = [
@@ -192,12 +192,14 @@ def stall_finding(r: ReproResult) -> tuple[str, Finding]:
     if r.diagnosis_error:
         evidence["attach_error"] = r.diagnosis_error
     where = f"step {st.step}" if st.phase == "training" else f"the '{st.phase}' phase"
+    timed_out = "--timeout" in st.reason
+    stopped = "Run stopped by its --timeout" if timed_out else "Training stalled"
     waited = f"no progress for {st.waited_s:.1f} s (deadline {st.deadline_s:.1f} s: {st.reason})"
     if mem:
         evidence.update({k: v for k, v in mem.items() if v is not None})
         return "host-memory", Finding(
             id="repro.stall.host-memory", severity=Severity.ERROR, failure_mode="FM-18", confidence=0.8,
-            title=f"Training stalled at {where} while host memory ran short "
+            title=f"{stopped} at {where} while host memory ran short "
                   f"(grew {gib(mem['growth'])} since the last step; {gib(mem['mem_available'])} available)",
             why=f"{waited}. The training process took much more host RAM than at its last finished step "
                 "and/or the machine is nearly out of it: the step is waiting on memory (reclaim, swap), "
@@ -214,7 +216,7 @@ def stall_finding(r: ReproResult) -> tuple[str, Finding]:
     if cause == "dataloader-hang":
         return cause, Finding(
             id="repro.stall.dataloader-hang", severity=Severity.ERROR, failure_mode="FM-14", confidence=0.9,
-            title=f"Training stalled at {where}: the main thread waits for a DataLoader worker that "
+            title=f"{stopped} at {where}: the main thread waits for a DataLoader worker that "
                   "never delivers the batch",
             why=f"{waited}. The main thread sits in the DataLoader's queue get (_try_get_data) while the "
                 "worker that owns the next batch is stuck in collate or __getitem__: a blocking call, "
@@ -231,7 +233,7 @@ def stall_finding(r: ReproResult) -> tuple[str, Finding]:
             evidence["emulated"] = "CPU stand-in: doctor.repro.emulated_cuda.synchronize"
         return cause, Finding(
             id="repro.stall.cuda-stall", severity=Severity.ERROR, failure_mode="FM-04", confidence=0.85,
-            title=f"Training stalled at {where}: the host waits on the GPU and the work never completes"
+            title=f"{stopped} at {where}: the host waits on the GPU and the work never completes"
                   + (" (emulated on CPU)" if emulated else f" ({gpu})"),
             why=f"{waited}. The main thread is in a host-device sync ({frames[0] if frames else 'a sync'}). "
                 "With the GPU idle this is the step-11 picture of unslothai/unsloth#1010: on WSL2 the "
@@ -245,22 +247,23 @@ def stall_finding(r: ReproResult) -> tuple[str, Finding]:
     if cause == "compile":
         return cause, Finding(
             id="repro.stall.compile", severity=Severity.ERROR, failure_mode="FM-17", confidence=0.7,
-            title=f"Training stalled at {where} inside torch.compile / Triton",
+            title=f"{stopped} at {where} inside torch.compile / Triton",
             why=f"{waited}. The main thread is compiling (Inductor, Triton autotune): a long first compile, "
                 "a recompile loop on changing shapes, or autotuning under VRAM pressure.",
             remediation="Give the first steps more time (--first-step-grace), keep shapes stable (padding, "
                         "packing), persist TORCHINDUCTOR_CACHE_DIR; TORCH_LOGS=recompiles shows loops.",
             evidence=evidence, fix_cost=2)
     if acause:
+        benign = timed_out and acause == "running-normally"    # still training when the time ran out
         return f"stall:{acause}", Finding(
-            id="repro.stall.other", severity=Severity.ERROR, failure_mode=(primary or {}).get("failure_mode"),
-            confidence=0.6, title=f"Training stalled at {where}: {(primary or {}).get('title') or acause}",
+            id="repro.stall.other", severity=Severity.WARNING if benign else Severity.ERROR, failure_mode=(primary or {}).get("failure_mode"),
+            confidence=0.6, title=f"{stopped} at {where}: {(primary or {}).get('title') or acause}",
             why=f"{waited}. {(primary or {}).get('why') or ''}".strip(),
             remediation=(primary or {}).get("remediation") or "See the attach diagnosis below.",
             commands=list((primary or {}).get("commands") or []), evidence=evidence)
     return "stall-unknown", Finding(
         id="repro.stall.unknown", severity=Severity.ERROR, confidence=0.5,
-        title=f"Training stalled at {where}; its stacks could not be read",
+        title=f"{stopped} at {where}; its stacks could not be read",
         why=f"{waited}. The attach sampler gave no diagnosis ({r.diagnosis_error or 'not available'}); "
             "the faulthandler dump in the report shows where each thread was.",
         remediation="Run `doctor attach PID` on a stalled run yourself, as root if ptrace is restricted.",

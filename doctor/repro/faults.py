@@ -22,7 +22,7 @@ FAULTS: dict[str, tuple[str, str]] = {
     "long-sample": ("one sample of the step is several times longer than max_seq_length and reaches "
                     "the model untruncated", "FM-15"),
     "cuda-stall": ("a kernel that never finishes, so the host blocks in its next GPU sync "
-                   "(on CPU: emulated by a busy native loop behind a sync-shaped call)", "FM-04"),
+                   "(on CPU: emulated by a native call that never returns, behind a sync-shaped function)", "FM-04"),
     "host-memory": ("host RAM is allocated and held until MemAvailable is low (bounded by "
                     "--squeeze-limit and 70% of what is available), then the step waits", "FM-18"),
     "vram-squeeze": ("VRAM is allocated until free memory is below what the next step needs "

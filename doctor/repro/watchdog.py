@@ -41,9 +41,13 @@ class Watch:
     last_step: int = 0
     durations: dict[int, float] = field(default_factory=dict)
     new_shape_in_step: bool = False
+    forced: Optional[Deadline] = None         # an outside limit (the run's --timeout) overrides all
 
     def __post_init__(self):
         self.last_progress = self.started
+
+    def force_deadline(self, seconds: float, since: float, reason: str) -> None:
+        self.forced = Deadline(seconds, since, reason)
 
     def feed(self, event: dict) -> None:
         kind, t = event.get("kind"), float(event.get("t") or self.last_progress)
@@ -68,6 +72,8 @@ class Watch:
         return statistics.median(steady) if steady else None
 
     def deadline(self) -> Deadline:
+        if self.forced is not None:
+            return self.forced
         p = self.policy
         if self.phase != "training":
             return Deadline(p.startup_grace_s, self.last_progress, f"start-up phase '{self.phase}' grace")

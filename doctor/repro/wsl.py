@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from typing import Optional
 
 from doctor.probes.platform_probe import WSL_PATHS, detect_wsl
@@ -99,15 +100,23 @@ class WslRecorder:
     def __init__(self):
         self.applicable, self.signals = is_wsl()
         self.baseline: Optional[dict] = None
+        self._thread: Optional[threading.Thread] = None
 
     def start(self) -> None:
+        """Read the baseline in the background: interop can take seconds, the child should not wait."""
         if self.applicable:
-            self.baseline = read_shared_gpu_memory()
+            self._thread = threading.Thread(target=self._read_baseline, name="wsl-baseline", daemon=True)
+            self._thread.start()
+
+    def _read_baseline(self) -> None:
+        self.baseline = read_shared_gpu_memory()
 
     def finish(self) -> dict:
         if not self.applicable:
             return {"applicable": False, "why": "not running under WSL2: dxgkrnl messages and Windows "
                                                 "shared GPU memory do not apply"}
+        if self._thread is not None:
+            self._thread.join(INTEROP_S + 1)
         out: dict = {"applicable": True, "signals": self.signals, "dmesg": read_dxg(),
                      "windows_vram": read_windows_vram()}
         now = read_shared_gpu_memory()

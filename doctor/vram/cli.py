@@ -1,8 +1,6 @@
-"""`doctor vram [CONFIG] [config flags] [--gpu NAME] [--facts F] [--json]`: the peak-VRAM breakdown.
+"""`doctor vram [CONFIG] [config flags] [--gpu NAME] [--facts F] [--json]`: the peak-VRAM breakdown."""
+from __future__ import annotations
 
-No `from __future__ import annotations`: with_config_flags copies this signature as it is, and typer
-needs real annotation objects, not strings.
-"""
 import json
 import sys
 from pathlib import Path

@@ -17,6 +17,8 @@ GIB = 1024 ** 3
 # WSL2: about 1.3 GiB measured (noonghunna/club-3090#102, shared/knowledge/unsloth-failure-modes.md
 # §0.3); a bare display (DWM/X): 0.2-0.5 GB (shared/knowledge/vram-and-hang.md §2.7) -> 0.5 GiB.
 DESKTOP_RESERVE = {"wsl": int(1.3 * GIB), "display": int(0.5 * GIB)}
+RESERVE_REASON = {"wsl": "Windows desktop + WSL2 GPU-PV keep about 1.3 GiB",
+                  "display": "the desktop on this GPU keeps about 0.5 GiB"}
 
 
 @dataclass
@@ -66,12 +68,14 @@ def usable_memory(facts: Facts) -> Optional[UsableMemory]:
     whatif = facts.whatif_gpu is not None
     kind = _desktop_kind(facts, gpu)
     usable, reserve, reason = free, 0, ""
-    if kind and gpu.memory_total:
+    if whatif:   # apply_gpu_whatif already decided the reserve
+        reserve = (gpu.memory_total or free) - free
+        reason = RESERVE_REASON[kind] if kind and reserve else ""
+    elif kind and gpu.memory_total:
         cap = gpu.memory_total - DESKTOP_RESERVE[kind]
         if cap < usable:
             reserve, usable = free - cap, cap
-        reason = ("Windows desktop + WSL2 GPU-PV keep about 1.3 GiB" if kind == "wsl"
-                  else "the desktop on this GPU keeps about 0.5 GiB")
+        reason = RESERVE_REASON[kind]
     return UsableMemory(name=gpu.name, total=gpu.memory_total, free=max(0, usable),
                         measured_free=None if whatif else gpu.memory_free, reserve=reserve,
                         reserve_reason=reason, whatif=whatif)

@@ -1,0 +1,170 @@
+"""The estimator against the hand-computed numbers of shared/knowledge/vram-and-hang.md §1.2-1.6."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from doctor.config.model import TrainingConfig
+from doctor.config.model_shapes import table_lookup
+from doctor.vram import estimator as E
+from doctor.vram.inputs import inputs_for
+from tests.vram_helpers import GIB, make_facts
+
+GB = 1e9
+L8 = table_lookup("llama-3.1-8b")
+DOC = replace(E.MID, context=0.5e9, k_layer=1.25, margin=0.10)   # the constants the worked examples use
+
+UNSLOTH_A = E.Inputs(batch_size=2, seq_len=2048, framework="unsloth", quant="4bit", double_quant=True,
+                     lora_r=16, optim="adamw_8bit", gc="unsloth", loss="fused")
+HF_B = E.Inputs(batch_size=2, seq_len=2048, framework="transformers", quant="4bit", double_quant=True,
+                upcast=True, lora_r=16, optim="adamw_8bit", gc="hf", loss="hf")
+
+
+@pytest.mark.parametrize("model, r, expected", [
+    ("llama-3.1-8b", 16, 41_943_040), ("llama-3.1-8b", 64, 167_772_160),
+    ("llama-3.2-3b", 16, 24_313_856), ("llama-3.2-1b", 8, 5_636_096), ("llama-3.3-70b", 16, 207_093_760),
+])
+def test_lora_parameter_counts(model, r, expected):   # §1.2 table
+    assert E.lora_params(table_lookup(model), r, E.ALL_PROJECTIONS) == expected
+
+
+def test_activation_bytes_per_token():   # §1.3 C6: 2(7h + 2kv + 4i)
+    assert E.activation_bytes_per_token(L8) == 176_128
+    assert E.activation_bytes_per_token(table_lookup("llama-3.2-3b")) == 112_640
+    assert E.activation_bytes_per_token(table_lookup("llama-3.2-1b")) == 96_256
+    assert E.dropout_bytes_per_token(L8, E.ALL_PROJECTIONS) == 116_736
+
+
+def test_worked_example_a_unsloth():   # §1.6 (A)
+    bd = E.estimate(L8, UNSLOTH_A, DOC)
+    assert bd.part("weights") == pytest.approx(3.600e9 + 2.101e9, rel=2e-3)
+    assert bd.part("dequant") == pytest.approx(0.235e9, rel=2e-3)
+    assert bd.part("lora") + bd.part("grads") + bd.part("optimizer") == pytest.approx(0.421e9, rel=3e-3)
+    assert bd.static == pytest.approx(6.86e9, rel=2e-3)
+    assert bd.part("activations") == pytest.approx(4096 * 220_160)          # 1.25 x 176,128 per token
+    assert bd.total == pytest.approx(7.85e9, rel=3e-3)                        # "≈ 7.9 GB (7.3 GiB)"
+    assert bd.host_offload == pytest.approx(1.07e9, rel=5e-3)                 # "+1.07 GB" host RAM
+    big = E.estimate(L8, replace(UNSLOTH_A, batch_size=8), DOC)
+    assert big.total == pytest.approx(10.8e9, rel=5e-3) and big.host_offload == pytest.approx(4.3e9, rel=5e-3)
+
+
+@pytest.mark.parametrize("c, batch, peak", [(12, 2, 17.1e9), (17, 2, 20.0e9), (12, 8, 41.4e9), (17, 8, 53.0e9)])
+def test_worked_example_b_transformers_peft(c, batch, peak):   # §1.6 (B)
+    bd = E.estimate(L8, replace(HF_B, batch_size=batch), replace(DOC, c_logits_hf=c))
+    assert bd.static == pytest.approx(8.96e9, rel=2e-3)
+    assert bd.part("weights") == pytest.approx(3.600e9 + 4.203e9, rel=2e-3)   # fp32 embed + lm_head
+    assert bd.part("checkpoints") == pytest.approx(262_144 * 2048 * batch)
+    assert bd.part("activations") == 0   # the logits peak dominates: the layer recompute is not at the peak
+    assert bd.total == pytest.approx(peak, rel=5e-3)
+
+
+def test_worked_example_c_liger():   # §1.6 (C): per token 262,144 + 220,160, loss chunk ~6hT
+    bd = E.estimate(L8, replace(HF_B, loss="liger"), DOC)
+    assert bd.part("checkpoints") + bd.part("activations") == pytest.approx(4096 * (262_144 + 220_160))
+    assert bd.total == pytest.approx(11.2e9, rel=0.02)   # "11.2 GB (fp32 emb/head)"
+
+
+def test_component_switches_move_the_right_component():
+    base = E.estimate(L8, UNSLOTH_A, DOC)
+    drop = E.estimate(L8, replace(UNSLOTH_A, lora_dropout=0.05), DOC)
+    assert drop.part("activations") - base.part("activations") == pytest.approx(1.25 * 4096 * 116_736)
+    eager = E.estimate(L8, replace(UNSLOTH_A, attn="eager"), DOC)
+    # saved bf16 probabilities (x k_layer) + an fp32 softmax transient, per sequence: 2 x 32 heads x 2048^2
+    assert eager.part("activations") - base.part("activations") == pytest.approx(
+        1.25 * 2 * 32 * 2048 ** 2 * 2 + 2 * 32 * 2048 ** 2 * 4)
+    off = E.estimate(L8, replace(UNSLOTH_A, gc="off"), DOC)
+    assert off.part("activations") == pytest.approx(32 * 176_128 * 4096)     # "5.64 MB/token"
+    assert off.host_offload == 0
+    nodq = E.estimate(L8, replace(UNSLOTH_A, double_quant=False), DOC)
+    assert nodq.part("weights") - 2.101e9 == pytest.approx(3.926e9, rel=2e-3)
+    adamw = E.estimate(L8, replace(UNSLOTH_A, optim="adamw_torch"), DOC)
+    assert adamw.part("optimizer") == pytest.approx(0.336e9, rel=2e-3)         # §1.3 C5
+    old = E.estimate(L8, replace(UNSLOTH_A, loss="unsloth-logits"), DOC)
+    assert old.part("logits") == pytest.approx(DOC.c_logits_unsloth_old * 128_256 * 4096)
+
+
+def test_full_finetune_and_modules_to_save():
+    s1b = table_lookup("llama-3.2-1b")
+    full = E.estimate(s1b, E.Inputs(batch_size=1, seq_len=512, full_finetune=True, optim="adamw_torch"), DOC)
+    n = s1b.total_params
+    assert full.part("grads") == 2 * n and full.part("optimizer") == 4 * n and full.part("lora") == 0
+    lora = E.Inputs(batch_size=1, seq_len=512, lora_r=16, optim="adamw_8bit")
+    saved = E.estimate(s1b, replace(lora, modules_to_save=("embed_tokens", "lm_head")), DOC)
+    plain = E.estimate(s1b, lora, DOC)
+    assert saved.part("grads") - plain.part("grads") == 2 * s1b.embedding_params * 2
+
+
+def test_band_is_ordered_and_verdict_follows_free_memory():
+    cfg = TrainingConfig(framework="unsloth", model_name="unsloth/Meta-Llama-3.1-8B-bnb-4bit",
+                         model_shape=L8, per_device_train_batch_size=2, max_seq_length=2048,
+                         optim="adamw_8bit", use_gradient_checkpointing="unsloth", load_in_4bit=True)
+    for free_gib, verdict in [(24, E.FITS), (7.0, E.DOES_NOT_FIT)]:
+        est = E.estimate_for(make_facts(free_gib=free_gib, packages={"unsloth": "2025.3.1"}), cfg)
+        assert est.low.total < est.mid.total < est.high.total
+        assert est.verdict == verdict
+    mid_gib = None
+    est = E.estimate_for(make_facts(free_gib=24, packages={"unsloth": "2025.3.1"}), cfg)
+    mid_gib = (est.low.total + est.high.total) / 2 / GIB
+    assert E.estimate_for(make_facts(free_gib=mid_gib, packages={"unsloth": "2025.3.1"}), cfg).verdict == E.TIGHT
+    assert E.estimate_for(make_facts(gpu=None), cfg).verdict == E.UNKNOWN
+
+
+def test_max_batch_and_seq_are_the_largest_that_fit():
+    cfg = TrainingConfig(framework="unsloth", model_shape=L8, model_name="unsloth/Meta-Llama-3.1-8B-bnb-4bit",
+                         per_device_train_batch_size=2, max_seq_length=2048, optim="adamw_8bit")
+    est = E.estimate_for(make_facts(free_gib=11, packages={"unsloth": "2025.3.1"}), cfg)
+    free, hi = est.gpu_free, est.inputs_high
+    b, s = est.max_batch_size, est.max_seq_len
+    assert b >= 1 and s >= 64 and s % 64 == 0
+    assert E.estimate(L8, replace(hi, batch_size=b), E.HIGH).total <= free
+    assert E.estimate(L8, replace(hi, batch_size=b + 1), E.HIGH).total > free
+    assert E.estimate(L8, replace(hi, seq_len=s), E.HIGH).total <= free
+    assert E.estimate(L8, replace(hi, seq_len=s + 64), E.HIGH).total > free
+
+
+def test_largest_fitting_edges():
+    assert E.largest_fitting(100, lambda n: n <= 37) == 37
+    assert E.largest_fitting(100, lambda n: True) == 100
+    assert E.largest_fitting(100, lambda n: False) == 0
+    assert E.largest_fitting(1, lambda n: n <= 1) == 1
+
+
+def test_inputs_apply_library_defaults_and_unknowns_widen_the_band():
+    # Unsloth, nothing but the model: 4-bit, r=16 on all 7, "unsloth" GC, max_seq_length 2048
+    cfg = TrainingConfig(framework="unsloth", model_shape=L8, model_name="unsloth/Meta-Llama-3.1-8B-bnb-4bit")
+    low, mid, high, notes = inputs_for(cfg, make_facts(packages={}))
+    assert (mid.quant, mid.lora_r, mid.gc, mid.seq_len, mid.batch_size) == ("4bit", 16, "unsloth", 2048, 8)
+    assert len(mid.lora_targets) == 7 and mid.double_quant
+    assert (low.loss, high.loss) == ("fused", "unsloth-logits")   # unsloth version unknown
+    assert any("batch_size not set" in n for n in notes)
+    _, old, _, _ = inputs_for(cfg, make_facts(packages={"unsloth": "2024.8"}))
+    assert old.loss == "unsloth-logits"
+    # transformers QLoRA, unknown prepare_model_for_kbit_training: low without upcast, high with
+    hf = TrainingConfig(framework="transformers", model_shape=L8, load_in_4bit=True, source_kind="flags")
+    low, mid, high, notes = inputs_for(hf, make_facts(packages={"trl": "1.16.0"}))
+    assert (low.upcast, high.upcast) == (False, True)
+    assert mid.gc == "hf" and mid.seq_len == 1024 and mid.lora_targets == ("q_proj", "v_proj")
+    # transformers 4.x without a dtype loads fp32; 5.x loads the checkpoint's dtype
+    script = TrainingConfig(framework="transformers", model_shape=L8, source_kind="python", args_class="TrainingArguments",
+                            full_finetune=True)
+    assert inputs_for(script, make_facts(packages={"transformers": "4.44.2"}))[1].param_bytes == 4
+    assert inputs_for(script, make_facts(packages={"transformers": "5.2.0"}))[1].param_bytes == 2
+
+
+def test_eval_peak_grows_with_the_eval_batch():
+    a = E.eval_peak(L8, HF_B, 2, DOC)
+    b = E.eval_peak(L8, HF_B, 8, DOC)
+    assert b > a and b - a == pytest.approx(6 * 2048 * (DOC.c_logits_eval * 128_256 + 176_128) * 1.10)
+
+
+def test_to_dict_is_bytes_with_every_component():
+    cfg = TrainingConfig(framework="unsloth", model_shape=L8, model_name="m", per_device_train_batch_size=2,
+                         max_seq_length=2048)
+    d = E.estimate_for(make_facts(free_gib=20), cfg).to_dict()
+    keys = [c["key"] for c in d["components"]]
+    assert keys[:3] == ["context", "weights", "dequant"] and "slack" in keys
+    assert all(isinstance(c["bytes"], int) and c["low"] <= c["high"] for c in d["components"])
+    assert d["total"]["low"] <= d["total"]["mid"] <= d["total"]["high"]
+    assert d["gpu"]["free"] == 20 * GIB and d["verdict"] in ("fits", "tight", "does-not-fit")
+    assert d["host_ram"]["offload_needed"] > 0 and d["units"] == "bytes"
