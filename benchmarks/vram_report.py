@@ -1,6 +1,8 @@
 """Turn benchmarks/gpu/vram_grid.py's JSON into benchmarks/vram-validation.md.
 
-    python benchmarks/vram_report.py OUT_DIR/vram_grid.json [benchmarks/vram-validation.md]
+    python benchmarks/vram_report.py OUT_DIR/vram_grid.json [MORE.json ...] [--out benchmarks/vram-validation.md]
+
+Several JSON files (e.g. an `--only hf` and an `--only unsloth` run) are merged into one report.
 
 Per row: what was measured (peak reserved + the process's CUDA context), doctor's low/mid/high
 estimate and the error of the mid value; then the median and worst |error| against the goal
@@ -91,19 +93,27 @@ def render(data: dict) -> str:
     return "\n".join(lines)
 
 
+def merge(paths: list[Path]) -> dict:
+    runs = [json.loads(p.read_text()) for p in paths]
+    data = dict(runs[0])
+    data["rows"] = [row for run in runs for row in run["rows"]]
+    return data
+
+
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv:
-        print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
-        return 2
-    data = json.loads(Path(argv[0]).read_text())
-    out = Path(argv[1]) if len(argv) > 1 else Path(__file__).parent / "vram-validation.md"
-    out.write_text(render(data))
+    import argparse
+
+    ap = argparse.ArgumentParser(description="vram_grid.py JSON -> vram-validation.md")
+    ap.add_argument("json", nargs="+", type=Path)
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "vram-validation.md")
+    args = ap.parse_args(argv)
+    data = merge(args.json)
+    args.out.write_text(render(data))
     s = summarize(data["rows"])
     if s.get("measured"):
-        print(f"{out}: median {s['median']:.1%}, worst {s['worst']:.1%} over {s['measured']} rows")
+        print(f"{args.out}: median {s['median']:.1%}, worst {s['worst']:.1%} over {s['measured']} rows")
     else:
-        print(f"{out}: no measured rows")
+        print(f"{args.out}: no measured rows")
     return 0
 
 

@@ -21,8 +21,10 @@ def config_eval(facts: Facts, config: TrainingConfig) -> list[Finding]:
         return []
     ev = {"eval_strategy": config.eval_strategy, "per_device_eval_batch_size": f"unset (default {eval_batch})",
           "per_device_train_batch_size": train_batch}
-    severity, fits_note = Severity.WARNING, ""
+    severity, fits_note, suggest = Severity.WARNING, "", train_batch
     est = estimate_for(facts, config) if config.model_shape is not None else None
+    if est is not None and est.max_batch_size is not None:   # agree with vram-headroom when it lowers the batch
+        suggest = max(1, min(train_batch, est.max_batch_size))
     if est is not None:
         peak = eval_peak(est.shape, est.inputs, eval_batch, MID)
         ev["estimated eval peak"] = gib(peak)
@@ -39,5 +41,7 @@ def config_eval(facts: Facts, config: TrainingConfig) -> list[Finding]:
             "evaluation." + fits_note,
         remediation="Set per_device_eval_batch_size to the train batch size.",
         evidence=ev,
-        config_changes=[ConfigChange("per_device_eval_batch_size", train_batch, "same as the train batch")],
+        config_changes=[ConfigChange("per_device_eval_batch_size", suggest,
+                                     "same as the train batch" if suggest == train_batch else
+                                     "the largest train batch that fits")],
         confidence=0.7, fix_cost=1)]

@@ -90,6 +90,10 @@ def test_eval_batch_default():
     assert "estimated eval peak" in f.evidence
     (small,) = config_eval(make_facts(total_gib=12, packages={"trl": "1.16.0"}), cfg)
     assert small.severity == Severity.ERROR   # 8 x 2048 tokens of fp32 logits do not fit 12 GiB
+    from doctor.vram.estimator import estimate_for
+
+    fit = estimate_for(make_facts(total_gib=12, packages={"trl": "1.16.0"}), cfg).max_batch_size
+    assert small.config_changes[0].value == max(1, min(4, fit)) < 4   # agrees with vram-headroom
     assert config_eval(make_facts(), load_config(CORPUS / "llamafactory_lora.yaml")) == []   # eval batch set
     assert config_eval(make_facts(), load_config(CORPUS / "axolotl_qlora.yaml")) == []       # = micro batch
 

@@ -259,3 +259,14 @@ def test_bad_flag_values_are_usage_errors(kw):
     with pytest.raises(DoctorError) as err:
         load_config(None, ConfigOverrides(model="x", **kw))
     assert err.value.exit_code == exitcodes.USAGE
+
+
+def test_a_reload_after_training_does_not_replace_the_trained_model():
+    src = """from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+from peft import AutoPeftModelForCausalLM
+model = AutoModelForCausalLM.from_pretrained("Qwen/Qwen2.5-7B", quantization_config=BitsAndBytesConfig(load_in_4bit=True))
+trainer.train()
+merged = AutoPeftModelForCausalLM.from_pretrained("outputs/final", load_in_4bit=False).merge_and_unload()
+"""
+    cfg = parse_python(src)
+    assert cfg.model_name == "Qwen/Qwen2.5-7B" and cfg.load_in_4bit is True

@@ -34,7 +34,10 @@ def tiny_config() -> TrainingConfig:
 
 
 def options(tmp, name, steps, inject=()):
-    return ReproOptions(config=tiny_config(), steps=steps, inject=list(inject), stall_floor_s=FLOOR,
+    cfg = tiny_config()
+    if name == "crash":
+        cfg.optim = "no_such_optimizer"     # TrainingArguments raises while the trainer is built
+    return ReproOptions(config=cfg, steps=steps, inject=list(inject), stall_floor_s=FLOOR,
                         stall_factor=5.0, first_step_grace_s=120.0, startup_grace_s=120.0, device="cpu",
                         out_dir=tmp / name, squeeze_limit=384 << 20)
 
@@ -46,6 +49,7 @@ RUNS = {
     "host-memory": (FAULT_STEP + 2, (f"host-memory@{FAULT_STEP}",)),
     "long-sample": (FAULT_STEP + 2, (f"long-sample@{FAULT_STEP}",)),
     "vram-squeeze": (FAULT_STEP + 1, (f"vram-squeeze@{FAULT_STEP}",)),
+    "crash": (3, ()),
 }
 
 
@@ -152,6 +156,18 @@ def test_vram_squeeze_is_not_applicable_on_cpu(runs):
     assert r.completed and not r.stalled and r.cause == "none"
     assert "not applicable" in r.fault("vram-squeeze").skipped
     assert any(f.id == "repro.fault-not-applicable" for f in r.findings)
+    assert_tree_gone(r)
+
+
+def test_a_crash_in_the_child_comes_back_with_its_traceback(runs):
+    r = runs["crash"]
+    assert r.crashed and not r.stalled and not r.completed
+    assert r.crash.type and "no_such_optimizer" in r.crash.message
+    assert "Traceback (most recent call last)" in r.crash.traceback and r.crash.exit_code == 1
+    assert r.cause == "exception" and r.findings[0].id == "repro.crash.exception"
+    assert r.crash.step is None and r.crash.phase == "building-trainer"
+    assert "while building-trainer" in r.findings[0].title
+    assert r.report().code == exitcodes.UNHEALTHY
     assert_tree_gone(r)
 
 

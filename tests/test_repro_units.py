@@ -365,3 +365,20 @@ def test_wsl_recorder_reads_dmesg_and_windows_memory_through_fake_tools(tmp_path
     r = ReproResult(out_dir="/x", model_size="tiny", steps_planned=1, wsl=out)
     ids = {f.id for f in diagnose(r)[1]}
     assert ids == {"repro.wsl.dxg", "repro.wsl.shared-memory-growth"}
+
+
+def test_cli_usage_errors_start_nothing(tmp_path):
+    from typer.testing import CliRunner
+
+    from doctor.cli import app
+
+    runner = CliRunner()
+    for args, text in ((["--inject", "bogus"], "unknown fault"), (["--model-size", "70b"], "--model-size"),
+                       (["--steps", "0"], "--steps"), (["--device", "tpu"], "--device"),
+                       (["--squeeze-limit", "lots"], "size")):
+        res = runner.invoke(app, ["repro", "--out", str(tmp_path / "out"), *args])
+        assert res.exit_code == exitcodes.USAGE, (args, res.output)
+        assert text in res.output
+    assert not (tmp_path / "out").exists()
+    res = runner.invoke(app, ["repro", str(tmp_path / "missing.py")])
+    assert res.exit_code == exitcodes.CONFIG_INVALID

@@ -52,12 +52,11 @@ class PythonPatcher:
             self.ed.comment(line, text)
 
     def _site_for(self, setting: str) -> Optional[Site]:
-        sites = self.an.sites.get(setting) or []
         if setting == "use_gradient_checkpointing":
-            unsloth = [s for s in sites if s.kind == "peft_unsloth"]
+            unsloth = [s for s in self.an.sites.get(setting, []) if s.kind == "peft_unsloth"]
             if unsloth:
                 return unsloth[-1]
-        return sites[-1] if sites else None
+        return self.an.site(setting)
 
     def _shared(self, site: Site, changing: dict[str, Any]) -> bool:
         """Is the site's variable also read by another setting that is not getting the same value?

@@ -70,8 +70,12 @@ class Analysis:
         return found[-1] if found else None
 
     def site(self, setting: str) -> Optional[Site]:
+        """The site that decides a setting: the first model load (a script may reload the model to
+        merge adapters after training), otherwise the last assignment."""
         found = self.sites.get(setting)
-        return found[-1] if found else None
+        if not found:
+            return None
+        return found[0] if found[0].kind in ("model_load", "bnb") else found[-1]
 
 
 # -- positions ------------------------------------------------------------------------------------
@@ -341,10 +345,9 @@ _SPELLED = ("trainer_max_seq_length", "eval_strategy", "dtype", "use_gradient_ch
 
 def config_from_analysis(an: Analysis, path: Optional[str] = None) -> TrainingConfig:
     cfg = TrainingConfig(source_path=path, source_kind="python", framework=an.framework)
-    for setting, sites in an.sites.items():
-        if setting == "use_gradient_checkpointing":
-            continue
-        _apply_site(cfg, an, sites[-1])
+    for setting in an.sites:
+        if setting != "use_gradient_checkpointing":
+            _apply_site(cfg, an, an.site(setting))
     _apply_gc(cfg, an)
     kinds = {c.kind for c in an.calls}
     has_peft = bool(kinds & {"peft", "peft_get", "peft_unsloth"}) or any(

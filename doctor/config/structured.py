@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import fields
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 from doctor import exitcodes
 from doctor.config import keys
@@ -110,8 +110,8 @@ def _llamafactory_special(cfg: TrainingConfig, data: dict) -> None:
         cfg.eval_strategy = "steps"
     if data.get("enable_liger_kernel") is not None:
         cfg.use_liger_kernel = bool(data["enable_liger_kernel"])
-    # LLaMA-Factory quantizes through transformers and does not call prepare_model_for_kbit_training
-    cfg.prepare_model_for_kbit_training = False if (cfg.load_in_4bit or cfg.load_in_8bit) else None
+    # whether LLaMA-Factory's own model preparation upcasts like peft's prepare_model_for_kbit_training
+    # is not established here: leave it unknown, the estimate's band covers both
 
 
 def _hf_special(cfg: TrainingConfig, data: dict) -> None:
@@ -265,15 +265,3 @@ def parse_json(text: str, path: Optional[str] = None) -> TrainingConfig:
             for k, v in value.items():
                 flat.setdefault(k, v)
     return config_from_mapping(flat, style, "json", path, spans)
-
-
-def value_text(value: Any, kind: str) -> str:
-    """A value as the file's language writes it (for the patcher)."""
-    if kind == "json":
-        return json.dumps(value)
-    if kind == "yaml":
-        import yaml
-
-        dumped = yaml.safe_dump(value, default_flow_style=True).strip()
-        return dumped[:-4].strip() if dumped.endswith("\n...") else dumped.replace("\n...", "")
-    return repr(value)

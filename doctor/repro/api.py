@@ -82,16 +82,16 @@ def prepare(opts: ReproOptions) -> tuple[ChildSpec, Path]:
     cfg = opts.config if opts.config is not None else reference_config()
     injections = parse_injections(opts.inject)
     out = Path(opts.out_dir) if opts.out_dir else default_out_dir()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DoctorError(f"cannot create the output folder {out}: {exc}", exitcodes.USAGE)
     seq = cfg.effective_seq_len or 2048
     lengths = load_lengths(opts.length_profile, seq) if opts.length_profile else []
     spec = build_spec(cfg, events_path=(out / "events.jsonl").resolve(), work_dir=out.resolve(),
                       model_size=opts.model_size, steps=opts.steps, injections=injections,
                       backend=opts.backend, device=opts.device, seed=opts.seed, lengths=lengths,
                       squeeze_limit=opts.squeeze_limit, model_cache=opts.model_cache)
+    try:                                 # only now: bad input leaves no empty folder behind
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DoctorError(f"cannot create the output folder {out}: {exc}", exitcodes.USAGE)
     events = Path(spec.events_path)
     if events.exists():
         events.unlink()                  # a reused --out must not replay an old run
@@ -126,6 +126,7 @@ def collect(result: ReproResult, events: list[dict], spec: ChildSpec) -> None:
             result.crashed = True
             result.crash = CrashInfo(type=e.get("type", ""), message=e.get("message", ""),
                                      traceback=e.get("traceback", ""), step=e.get("step"),
+                                     phase=e.get("phase", ""),
                                      memory=e.get("memory") or {})
         elif kind == "done":
             result.completed = True
@@ -153,8 +154,10 @@ def run_repro(opts: ReproOptions, on_event: Optional[EventHook] = None,
     rc = sup.proc.returncode if sup.proc else None
     if not result.stalled and not result.completed and not result.crashed:
         result.crashed = True                       # died without a word: killed, segfault, os._exit
-        result.crash = CrashInfo(step=(result.steps[-1].step + 1) if result.steps else None,
-                                 message=_last_line(sup.log_tail()))
+        phases = [e.get("phase", "") for e in sup.events if e["kind"] == "phase"]
+        training = phases[-1:] == ["training"]
+        result.crash = CrashInfo(step=((result.steps[-1].step if result.steps else 0) + 1) if training else None,
+                                 phase=phases[-1] if phases else "starting", message=_last_line(sup.log_tail()))
     if result.crash is not None:
         result.crash.exit_code = rc
         if rc is not None and rc < 0:

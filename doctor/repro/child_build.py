@@ -202,3 +202,55 @@ def synthetic_rows(spec: ChildSpec, note: Callable[[str], None]) -> list[list[in
     vocab = spec.model["vocab_size"]
     return [[1] + [rng.randrange(len(SPECIAL_TOKENS), vocab) for _ in range(n - 1)]
             for n in sample_lengths(spec, count, note)]
+
+
+# ------------------------------------------------------------------ the model
+
+def build_model(spec: ChildSpec, plan: Plan, torch, phase: Callable[..., None], note: Callable[[str], None]):
+    """(model, tokenizer) for the plan: Unsloth, transformers + bitsandbytes 4-bit, or plain; + LoRA."""
+    dtype = torch_dtype(torch, plan.precision) if plan.device == "cuda" else torch.float32
+    if plan.backend == "unsloth":
+        from unsloth import FastLanguageModel
+
+        phase("building-model", f"random {spec.model_size} checkpoint")
+        ckpt = ensure_checkpoint(spec, torch, plan.device, note)
+        phase("loading-model", "FastLanguageModel.from_pretrained")
+        model, tokenizer = FastLanguageModel.from_pretrained(
+            model_name=str(ckpt), max_seq_length=spec.max_seq_length,
+            dtype=dtype if plan.precision != "fp32" else None, load_in_4bit=plan.load_in_4bit)
+        model = FastLanguageModel.get_peft_model(
+            model, r=spec.lora_r, target_modules=spec.target_modules, lora_alpha=spec.lora_alpha,
+            lora_dropout=spec.lora_dropout, bias="none",
+            use_gradient_checkpointing=spec.gradient_checkpointing, random_state=spec.seed)
+        return model, tokenizer
+    if plan.load_in_4bit:
+        from transformers import AutoModelForCausalLM, BitsAndBytesConfig, PreTrainedTokenizerFast
+
+        phase("building-model", f"random {spec.model_size} checkpoint")
+        ckpt = ensure_checkpoint(spec, torch, plan.device, note)
+        phase("loading-model", "from_pretrained, 4-bit NF4")
+        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                   bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(str(ckpt), quantization_config=quant,
+                                                     device_map={"": 0}, local_files_only=True,
+                                                     **{dtype_kwarg(): dtype})
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(str(ckpt))
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=bool(plan.gradient_checkpointing),
+            gradient_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        phase("building-model", f"random {spec.model_size} model on {plan.device}")
+        model = random_model(spec, torch, plan.device, dtype)
+        tokenizer = build_tokenizer(spec.model["vocab_size"], spec.max_seq_length)
+    model.config.use_cache = False
+    if spec.lora_r > 0 and has_module("peft"):
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=spec.lora_r, lora_alpha=spec.lora_alpha,
+                                                 lora_dropout=spec.lora_dropout,
+                                                 target_modules=spec.target_modules, bias="none",
+                                                 task_type="CAUSAL_LM"))
+    return model, tokenizer
+

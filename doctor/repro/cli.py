@@ -1,8 +1,6 @@
-"""`doctor repro`: argument parsing only; the work is doctor.repro.command.
+"""`doctor repro`: argument parsing only; the work is doctor.repro.command."""
+from __future__ import annotations
 
-No `from __future__ import annotations` here: with_config_flags copies this signature, and typer
-only sees the Annotated[...] metadata when the annotations are real objects, not strings.
-"""
 import sys
 from pathlib import Path
 from typing import List, Optional

@@ -272,8 +272,16 @@ def stall_finding(r: ReproResult) -> tuple[str, Finding]:
 
 # ---------------------------------------------------------------- crash
 
+def crash_when(c) -> str:
+    """'at step 11', or 'while building-trainer' when no step had begun."""
+    if c.step:
+        return f"at step {c.step}"
+    return f"while {c.phase}" if c.phase else "before the first step"
+
+
 def crash_finding(r: ReproResult) -> tuple[str, Finding]:
     c = r.crash
+    when = crash_when(c)
     mem = dict(c.memory or {})
     last = r.steps[-1] if r.steps else None
     evidence = {"step": c.step, "exception": f"{c.type}: {c.message[:300]}" if c.type else None,
@@ -294,7 +302,7 @@ def crash_finding(r: ReproResult) -> tuple[str, Finding]:
                        ConfigChange("gradient_accumulation_steps", (ga or 1) * 2, "keeps the effective batch")]
         return "vram-oom", Finding(
             id="repro.crash.cuda-oom", severity=Severity.ERROR, failure_mode="FM-01", confidence=0.95,
-            title=f"CUDA out of memory at step {c.step}: {gib(mem.get('gpu_free'))} free of "
+            title=f"CUDA out of memory {when}: {gib(mem.get('gpu_free'))} free of "
                   f"{gib(mem.get('gpu_total'))}, the last finished step peaked at "
                   f"{gib(last.mem_peak if last else None)}",
             why="The step needed more VRAM than was free. On Linux this is a clean OOM; on Windows/WSL2 "
@@ -309,7 +317,7 @@ def crash_finding(r: ReproResult) -> tuple[str, Finding]:
     if m:
         return "shape-mismatch", Finding(
             id="repro.crash.shape-mismatch", severity=Severity.ERROR, failure_mode="FM-15", confidence=0.85,
-            title=f"Crash at step {c.step}: tensor sizes {m.group(1)} vs {m.group(2)} (a sample longer than "
+            title=f"Crash {when}: tensor sizes {m.group(1)} vs {m.group(2)} (a sample longer than "
                   "max_seq_length was truncated on one side only)",
             why="Unsloth truncates input_ids to the model's max_seq_length but not the labels, so a long "
                 "sample ends in a size mismatch (hiyouga/LlamaFactory#2990).",
@@ -321,7 +329,7 @@ def crash_finding(r: ReproResult) -> tuple[str, Finding]:
                          ("unclassified CUDA error", None))
         return "cuda-error", Finding(
             id="repro.crash.cuda-error", severity=Severity.ERROR, failure_mode=fm, confidence=0.8,
-            title=f"CUDA error at step {c.step}: {klass}",
+            title=f"CUDA error {when}: {klass}",
             why=f"The child raised {c.type}: {c.message[:300]}",
             remediation="Rerun with CUDA_LAUNCH_BLOCKING=1 to find the failing kernel; see the failure mode.",
             commands=["CUDA_LAUNCH_BLOCKING=1 doctor repro ..."], evidence=evidence, fix_cost=2)
@@ -329,7 +337,7 @@ def crash_finding(r: ReproResult) -> tuple[str, Finding]:
         if c.signal == 9:
             return "killed", Finding(
                 id="repro.crash.killed", severity=Severity.ERROR, failure_mode="FM-18", confidence=0.7,
-                title=f"The training process was killed (SIGKILL) at step {c.step}",
+                title=f"The training process was killed (SIGKILL) {when}",
                 why="Nothing in the doctor sent it: the usual sender is the kernel's OOM killer when host "
                     "RAM runs out (on WSL2 the VM's memory cap).",
                 remediation="Check `dmesg | grep -i 'killed process'`; give the machine or the WSL2 VM more "
@@ -337,14 +345,14 @@ def crash_finding(r: ReproResult) -> tuple[str, Finding]:
                 commands=["dmesg | grep -i 'killed process' | tail"], evidence=evidence, fix_cost=2)
         return "signal", Finding(
             id="repro.crash.signal", severity=Severity.ERROR, confidence=0.7,
-            title=f"The training process died of signal {c.signal} at step {c.step}",
+            title=f"The training process died of signal {c.signal} {when}",
             why="A native crash (segfault, abort) in a library: the log tail and faulthandler output in "
                 "child.log show where.",
             remediation="Read child.log in the output folder; report it with `doctor bundle`.",
             evidence=evidence)
     return "exception", Finding(
         id="repro.crash.exception", severity=Severity.ERROR, confidence=0.8,
-        title=f"Training crashed at step {c.step}: {c.type or 'exit code ' + str(c.exit_code)}",
+        title=f"Training crashed {when}: {c.type or 'exit code ' + str(c.exit_code)}",
         why=(c.message[:500] or "The child exited without a traceback; see child.log."),
         remediation="The traceback is in the report and in child.log in the output folder.",
         evidence=evidence)

@@ -12,7 +12,7 @@ from rich.text import Text
 
 from doctor.report.markdown import details, md_escape_cell
 from doctor.repro.chart import STALL_MARK, result_sparkline
-from doctor.repro.diagnose import EXPECTED_CAUSE, gib
+from doctor.repro.diagnose import EXPECTED_CAUSE, crash_when, gib
 from doctor.repro.result import ReproResult
 
 
@@ -44,7 +44,7 @@ def summary_rows(r: ReproResult) -> list[tuple[str, str]]:
         rows.append(("Stall", f"step {r.stall.step}: no progress for {r.stall.waited_s:.1f} s "
                               f"(deadline {r.stall.deadline_s:.1f} s, {r.stall.reason})"))
     if r.crash:
-        rows.append(("Crash", f"step {r.crash.step}: {r.crash.type or 'exit ' + str(r.crash.exit_code)} "
+        rows.append(("Crash", f"{crash_when(r.crash)}: {r.crash.type or 'exit ' + str(r.crash.exit_code)} "
                               f"{r.crash.message[:160]}"))
     rows.append(("Cause", r.cause))
     for f in r.faults:
@@ -88,7 +88,7 @@ def terminal_section(r: ReproResult):
         for k, v in summary_rows(r):
             t.add_row(k, escape(v))
         console.print(t)
-        line = Text("Step times  ", style="bold") + Text(result_sparkline(r))
+        line = Text("Step times  ", style="bold") + Text(result_sparkline(r) or "(no step finished)")
         if r.stalled:
             line += Text(f"   ({STALL_MARK} = step {r.stall.step}, stalled)", style="red")
         console.print(line)

@@ -50,7 +50,8 @@ class CrashInfo:
     type: str = ""
     message: str = ""
     traceback: str = ""
-    step: Optional[int] = None
+    step: Optional[int] = None            # the step in progress; None before the first one
+    phase: str = ""                       # the child's phase (importing, loading-model, training ...)
     memory: dict[str, Any] = field(default_factory=dict)
     exit_code: Optional[int] = None
     signal: Optional[int] = None          # the child was killed by this signal (9: OOM killer?)

@@ -1,1 +1,1 @@
-"""vram (being written)."""
+"""VRAM: the peak-memory estimator, GPU what-ifs, the `doctor vram` command and its renderers."""

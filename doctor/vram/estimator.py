@@ -154,7 +154,7 @@ def estimate(shape: ModelShape, inp: Inputs, k: Constants = MID) -> Breakdown:
     h, L, V = shape.hidden, shape.layers, shape.vocab
     T, b, s = inp.tokens, inp.batch_size, inp.seq_len
     comps: list[Component] = [Component("context", "CUDA context", k.context,
-                                        note="runtime + kernels (NVML sees it, torch does not)")]
+                                        note="runtime + kernels, outside torch stats")]
 
     # C2 weights
     nonq_bytes = 4 if (inp.upcast and inp.quant != "none") else inp.param_bytes

@@ -1,0 +1,58 @@
+"""The GPU validation scripts' pure parts: the grid covers what issue 3 asks, estimates are sane,
+and the report computes median / worst error correctly (the GPU run itself is the lead's)."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load(rel: str):
+    spec = importlib.util.spec_from_file_location(Path(rel).stem, ROOT / rel)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+grid_mod = load("benchmarks/gpu/vram_grid.py")
+report_mod = load("benchmarks/vram_report.py")
+
+
+def test_grid_covers_models_quantization_gc_batch_seq_and_unsloth():
+    rows = grid_mod.grid(smoke=False)
+    assert {r["model"] for r in rows} == {"1b", "8b"}
+    assert {r["quant"] for r in rows if r["framework"] == "transformers"} == {"none", "4bit"}
+    assert {r["gc"] for r in rows if r["framework"] == "transformers"} == {"hf", "off"}
+    assert len({r["batch"] for r in rows}) > 1 and len({r["seq"] for r in rows}) > 1
+    assert any(r["framework"] == "unsloth" for r in rows)
+    assert all(r["steps"] >= 2 and r["timeout"] > 0 for r in rows)
+    assert len({r["id"] for r in rows}) == len(rows)
+
+
+@pytest.mark.parametrize("row", grid_mod.grid(smoke=False), ids=lambda r: r["id"])
+def test_estimate_for_each_row(row):
+    e = grid_mod.estimate_row(row, {"unsloth": "2026.10.9", "trl": "1.15.0", "transformers": "5.17.0"}, 80 * 2 ** 30)
+    assert 0 < e["low"] < e["mid"] <= e["high"]
+    assert e["inputs"]["quant"] == row["quant"] and e["inputs"]["gc"] == row["gc"]
+    if row["framework"] == "unsloth":
+        assert e["inputs"]["loss"] == "fused" and not e["inputs"]["upcast"]
+    else:
+        assert e["inputs"]["upcast"] == (row["quant"] == "4bit")
+
+
+def test_report_median_worst_and_goal():
+    def row(i, err, status="ok"):
+        return {"id": f"r{i}", "framework": "transformers", "error_mid": err, "in_band": abs(err) < 0.15,
+                "measured": {"status": status, "peak_reserved": 10 * 2 ** 30}, "measured_total": 10 * 2 ** 30,
+                "estimate": {"low": 1, "mid": 2, "high": 3, "components": {"weights": 5}}}
+    rows = [row(0, 0.05), row(1, -0.08), row(2, 0.30)]
+    s = report_mod.summarize(rows)
+    assert s["median"] == pytest.approx(0.08) and s["worst"] == pytest.approx(0.30) and s["meets_goal"] is False
+    rows.append({"id": "oom", "framework": "unsloth", "measured": {"status": "oom", "error": "CUDA out of memory"},
+                 "estimate": {"low": 1, "mid": 2, "high": 3}})
+    md = report_mod.render({"rows": rows, "gpu": {"name": "H100", "total": 80 * 2 ** 30}, "versions": {"torch": "2.11"}})
+    assert "Median |error| 8.0%, worst 30.0%" in md and "does not meet" in md and "`oom`: oom" in md
+    assert all(f"\n| r{i} | ok |" in md for i in range(3))
