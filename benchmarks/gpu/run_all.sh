@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Every GPU measurement in one call to the lent machine (2 GPUs if available, else 1).
+#   bash benchmarks/gpu/run_all.sh RESULTS_DIR [PART ...]   PARTS: facts bench grid repro attach ddp
+# Wheels in .whl/ are installed into /tmp/site first (no internet there). Long parts run in
+# parallel on separate GPUs; each part has its own time limit so the others still report.
+set -u
+R=${1:?results dir}; shift
+PARTS=${*:-facts bench grid repro attach ddp}
+mkdir -p "$R"
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 UNSLOTH_DISABLE_STATISTICS=1
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+if [ ! -d /tmp/site/unsloth ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+fi
+export PYTHONPATH=/tmp/site:$PWD PATH=/tmp/site/bin:$PATH DOCTOR_PYSPY=/tmp/site/bin/py-spy
+NGPU=$(nvidia-smi -L | wc -l)
+G2=$(( NGPU > 1 ? 1 : 0 ))
+has() { case " $PARTS " in *" $1 "*) return 0;; esac; return 1; }
+nvidia-smi -L > "$R/gpus.txt"; date -u +%FT%TZ > "$R/date.txt"
+if has facts; then
+  timeout 120 python3 -m doctor run --save-facts "$R/h100-facts.json" --json > "$R/h100-run.json" 2> "$R/h100-run.err"
+  echo "facts rc=$?"
+  timeout 120 python3 -m doctor run examples/train_unsloth_llama31_8b.py --facts "$R/h100-facts.json" --out "$R" > "$R/h100-example.txt" 2>&1
+fi
+if has bench; then
+  timeout 110 python3 benchmarks/bench_run_vs_collect_env.py --runs ${BENCH_RUNS:-3} --out "$R/run-vs-collect-env.md" > "$R/bench.log" 2>&1; echo "bench rc=$?"
+fi
+pids=()
+if has grid; then
+  (CUDA_VISIBLE_DEVICES=0 timeout ${GRID_S:-420} python3 benchmarks/gpu/vram_grid.py "$R/grid" --budget-s $(( ${GRID_S:-420} - 60 )) > "$R/grid.log" 2>&1; echo "grid rc=$?" >> "$R/grid.log") & pids+=($!)
+fi
+if has repro; then
+  (CUDA_VISIBLE_DEVICES=$G2 timeout ${REPRO_S:-440} python3 benchmarks/gpu/repro_runs.py "$R/repro" --budget-s $(( ${REPRO_S:-440} - 40 )) > "$R/repro.log" 2>&1; echo "repro rc=$?" >> "$R/repro.log") & pids+=($!)
+fi
+if has attach; then
+  (sleep 20; CUDA_VISIBLE_DEVICES=0 timeout 200 python3 benchmarks/gpu/attach_states.py "$R/attach" > "$R/attach.log" 2>&1; echo "attach rc=$?" >> "$R/attach.log") & pids+=($!)
+fi
+for p in "${pids[@]}"; do wait "$p"; done
+if has ddp && [ "$NGPU" -gt 1 ]; then
+  timeout 150 python3 benchmarks/gpu/torchrun_desync.py "$R/ddp" > "$R/ddp.log" 2>&1; echo "ddp rc=$?" >> "$R/ddp.log"
+fi
+tail -n 3 "$R"/*.log
