@@ -29,6 +29,7 @@ TRITON = "versions.torch-triton-mismatch"
 ZOO = "versions.unsloth-zoo-skew"
 BNB = "versions.bitsandbytes-too-old"
 PYTHON = "versions.python-unsupported"
+OPTIONAL = "versions.optional-requirement-missing"
 
 # Required packages whose mismatch breaks training (error); others are a warning.
 CORE = {"torch", "transformers", "trl", "peft", "accelerate", "bitsandbytes", "xformers", "triton",
@@ -44,7 +45,7 @@ LINK_BNB = "https://github.com/unslothai/unsloth/issues/679"
 
 
 @check(id="version-matrix", title="the training stack's versions fit together (declared requirements, known pairs, Python)",
-       finding_ids=(UNMET, XFORMERS, TORCHVISION, TRITON, ZOO, BNB, PYTHON), order=50)
+       finding_ids=(UNMET, OPTIONAL, XFORMERS, TORCHVISION, TRITON, ZOO, BNB, PYTHON), order=50)
 def version_matrix(facts: Facts, config=None) -> list[Finding]:
     out: list[Finding] = []
     covered: set[tuple[str, str]] = {("xformers", "torch"), ("torchvision", "torch"),
@@ -60,8 +61,12 @@ def version_matrix(facts: Facts, config=None) -> list[Finding]:
     for name in sorted(facts.packages):
         unmet = [u for u in unmet_requirements(facts, name)
                  if (u.parent, u.child) not in covered and not (u.child == "torch" and u.installed is None)]
+        optional = [u for u in unmet if u.installed is None and _optional_note(u) is not None]
+        unmet = [u for u in unmet if u not in optional]
         if unmet:
             out.append(_unmet(unmet))
+        if optional:
+            out.append(_optional_missing(optional))
     out.extend(_python(facts))
     return out
 
@@ -88,6 +93,28 @@ def _unmet(unmet: list[Unmet]) -> Finding:
                   **{f"packages.{u.child}.version": u.installed for u in unmet}},
         failure_mode="FM-22" if first.parent.startswith("unsloth") else "FM-10",
         confidence=0.9, fix_cost=2)
+
+
+def _optional_note(u: Unmet) -> Optional[str]:
+    """Declared but, as measured, not needed to train: the package's note, else None."""
+    for row in load("version_pairs")["optional_in_practice"]:
+        if row["parent"] == u.parent and row["child"] == u.child:
+            return row["note"]
+    return None
+
+
+def _optional_missing(missing: list[Unmet]) -> Finding:
+    first = missing[0]
+    return Finding(
+        id=OPTIONAL, severity=Severity.INFO,
+        title=f"{first.parent} declares {', '.join(u.child for u in missing)}, not installed; "
+              "training works without " + ("it" if len(missing) == 1 else "them"),
+        why="; ".join(f"{u.child}: {_optional_note(u)}" for u in missing) + ".",
+        remediation="Nothing to do unless you need what it adds; `pip install` it to silence "
+                    "pip's dependency warnings.",
+        commands=["pip install " + " ".join(f'"{u.wanted}"' for u in missing)],
+        evidence={f"packages.{first.parent}.requires": [u.line for u in missing]},
+        failure_mode="FM-10", confidence=0.9, fix_cost=1)
 
 
 # -- 2. known pairs --------------------------------------------------------------------------------

@@ -91,4 +91,5 @@ def test_gpu_recording_replays_to_its_expected_cause(state):
     meta = json.loads((folder / "expected.json").read_text())
     report = diagnose_snapshot(Snapshot.load(folder / "snapshot.json"))
     assert report.cause == meta["expected_cause"], report.findings[0].title
-    assert report.cause == meta["live_cause"]              # replay agrees with the live diagnosis
+    if "live_cause" in meta:                               # replay agrees with the live diagnosis
+        assert report.cause == meta["live_cause"]

@@ -135,3 +135,25 @@ def test_consistent_stacks_have_no_version_findings():
     for name in ("wsl2-2080ti-unsloth-2024.8.json", "h100-healthy.json", "turing-bf16.json",
                  "rtx5090-old-torch.json", "driver-too-old.json", "cpu-only-laptop.json"):
         assert version_matrix(snapshot(name), None) == [], name
+
+
+def test_declared_but_optional_requirement_is_info_not_error_on_the_real_h100():
+    """unsloth 2026.10.9 declares xformers, yet trained without it on the H100 (2026-11-28):
+    the real capture must say so as info, and not as an unmet requirement."""
+    from pathlib import Path
+
+    from checks.version_matrix import version_matrix
+    from doctor.facts import Facts
+
+    facts = Facts.load(Path(__file__).parent.parent / "examples" / "facts" / "h100-real.json")
+    assert facts.version("xformers") is None and facts.version("unsloth") == "2026.10.9"
+    found = {f.id: f for f in version_matrix(facts)}
+    assert "versions.unmet-requirement" not in found
+    opt = found["versions.optional-requirement-missing"]
+    assert opt.severity.value == "info" and "xformers" in opt.title
+    # a genuinely missing hard requirement is still an error
+    facts.packages.pop("bitsandbytes", None)
+    from doctor.facts import PackageInfo
+    facts.packages["bitsandbytes"] = PackageInfo("bitsandbytes", None)
+    errs = [f for f in version_matrix(facts) if f.id == "versions.unmet-requirement"]
+    assert errs and errs[0].severity.value == "error" and "bitsandbytes" in errs[0].title

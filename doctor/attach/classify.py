@@ -105,6 +105,16 @@ def classify(snap: Snapshot) -> AttachReport:
                 cause = "nccl-collective"
                 details = ["its GPU runs a kernel at idle power while the host waits: an NCCL collective "
                            "waiting for the other ranks"] + details
+        elif cause in ("running-normally", "busy-python") and r.main is not None and r.main.view.stuck:
+            # one Python line in every sample at 100% CPU while this process's GPU runs a kernel: the
+            # host spin-waits in an implicit sync on that line (int(t), .item(), .cpu()), seen on the
+            # H100 with a queued long kernel (benchmarks/repro.md, cuda-stall)
+            mine = {r.sample.pid} | {k.sample.pid for k in _descendants(r.sample.pid, procs)}
+            by_rank = rank_device(snap.gpu, r.sample.local_rank or 0, r.sample.cuda_visible_devices)
+            if gpu_state(snap.gpu, mine, thresholds, only_mine=True, fallback=by_rank)[0] in ("busy", "spinning"):
+                cause = "cuda-sync-wait"
+                details = ["its main thread stays on one line in every sample while its GPU runs a kernel: "
+                           "the host is spin-waiting for the GPU (an implicit sync on that line)"] + details
         per_rank.append((r, cause, details, culprit))
     primary, cause, details, culprit = _pick(per_rank, table)
     if len(ranks) > 1:
