@@ -6,12 +6,10 @@ A value that could not be read is None; *why* it could not be read is in `probes
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional
 
-from doctor.serde import from_jsonable, to_jsonable
+from doctor.serde import JsonRecord, from_jsonable
 
 FACTS_SCHEMA_VERSION = 1
 
@@ -141,7 +139,7 @@ class LibcudaInfo:
 
 
 @dataclass
-class Facts:
+class Facts(JsonRecord):
     schema_version: int = FACTS_SCHEMA_VERSION
     doctor_version: str = ""
     collected_at: str = ""                       # ISO-8601 UTC
@@ -163,9 +161,6 @@ class Facts:
     def probe(self, name: str) -> Optional[ProbeStatus]:
         return next((p for p in self.probes if p.name == name), None)
 
-    def to_dict(self) -> dict:
-        return to_jsonable(self)
-
     @classmethod
     def from_dict(cls, data: dict) -> "Facts":
         if not isinstance(data, dict):
@@ -174,13 +169,6 @@ class Facts:
         if "facts" in data and "platform" not in data and isinstance(data["facts"], dict):
             data = data["facts"]
         return from_jsonable(cls, data)
-
-    def save(self, path: Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
-
-    @classmethod
-    def load(cls, path: Path) -> "Facts":
-        return cls.from_dict(json.loads(Path(path).read_text()))
 
 
 def canonical_name(name: str) -> str:

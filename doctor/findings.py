@@ -10,7 +10,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from doctor.serde import from_jsonable, to_jsonable
+from doctor.serde import JsonRecord
 
 
 class Severity(str, enum.Enum):
@@ -37,7 +37,7 @@ class ConfigChange:
 
 
 @dataclass
-class Finding:
+class Finding(JsonRecord):
     id: str                      # stable, dotted: "wsl.pinned-memory-offload"
     severity: Severity
     title: str                   # one line
@@ -55,12 +55,6 @@ class Finding:
     def sort_key(self) -> tuple:
         return (self.severity.rank, -self.confidence, self.fix_cost, self.id)
 
-    def to_dict(self) -> dict:
-        return to_jsonable(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "Finding":
-        return from_jsonable(cls, data)
 
 
 def rank(findings: list[Finding]) -> list[Finding]:

@@ -5,10 +5,8 @@ means stopping the tree, children first found, then all of them.
 """
 from __future__ import annotations
 
-import os
 import signal
 import time
-from typing import Optional
 
 import psutil
 

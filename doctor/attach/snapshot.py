@@ -6,12 +6,10 @@ user's bundle, `--save-dumps`, or the GPU machine) is classified exactly like a 
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Optional
 
-from doctor.serde import from_jsonable, to_jsonable
+from doctor.serde import JsonRecord
 
 SNAPSHOT_VERSION = 1
 
@@ -95,7 +93,7 @@ class GpuSample:
 
 
 @dataclass
-class Snapshot:
+class Snapshot(JsonRecord):
     target_pid: int
     version: int = SNAPSHOT_VERSION
     taken_at: str = ""
@@ -119,16 +117,6 @@ class Snapshot:
     def raw_dumps(self) -> dict[str, list[list[dict]]]:
         return {str(p.pid): p.dumps for p in self.processes if p.dumps}
 
-    def to_dict(self) -> dict:
-        return to_jsonable(self)
 
-    @classmethod
-    def from_dict(cls, data: dict) -> "Snapshot":
-        return from_jsonable(cls, data)
 
-    def save(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_dict(), indent=1))
 
-    @classmethod
-    def load(cls, path: Path) -> "Snapshot":
-        return cls.from_dict(json.loads(Path(path).read_text()))

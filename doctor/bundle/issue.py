@@ -23,7 +23,7 @@ from typing import Optional
 from doctor import __version__
 from doctor.bundle.redact import Redactor
 from doctor.facts import Facts
-from doctor.report.markdown import details, fenced, html_text
+from doctor.report.markdown import details, fenced
 from doctor.findings import Finding
 from doctor.report.summary import gib
 

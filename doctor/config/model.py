@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from doctor.config.model_shapes import ModelShape
-from doctor.serde import from_jsonable, to_jsonable
+from doctor.serde import JsonRecord
 
 AUTO_NATIVE = "auto:is_bfloat16_supported"
 NOT_AUTO_NATIVE = "auto:not is_bfloat16_supported"
@@ -35,7 +35,7 @@ class SourceSpan:
 
 
 @dataclass
-class TrainingConfig:
+class TrainingConfig(JsonRecord):
     source_path: Optional[str] = None
     source_kind: Optional[str] = None            # python | yaml | json | flags
     framework: Optional[str] = None              # unsloth | transformers
@@ -90,12 +90,6 @@ class TrainingConfig:
     model_shape: Optional[ModelShape] = None     # resolved by the loader (local cache/table/hub)
     model_shape_tried: list[str] = field(default_factory=list)   # where the loader looked for it
 
-    def to_dict(self) -> dict:
-        return to_jsonable(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "TrainingConfig":
-        return from_jsonable(cls, data)
 
     # -- effective values, with the library defaults the checks need --
     @property

@@ -21,7 +21,6 @@ from doctor.config.model import TrainingConfig
 from doctor.exitcodes import DoctorError
 from doctor.repro import chart, host
 from doctor.repro.diagnose import diagnose
-from doctor.repro.events import EventReader
 from doctor.repro.faults import parse_injections
 from doctor.repro.lengths import load_lengths
 from doctor.repro.result import CrashInfo, FaultRecord, ReproResult, StepRecord

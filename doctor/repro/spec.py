@@ -6,7 +6,6 @@ Every setting the parent could not mirror exactly is said in `notes`; the child 
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -17,13 +16,13 @@ from doctor.config.model import AUTO_EMULATED, AUTO_NATIVE, NOT_AUTO_EMULATED, N
 from doctor.exitcodes import DoctorError
 from doctor.repro.faults import Injection
 from doctor.repro.shapes import model_shape
-from doctor.serde import from_jsonable, to_jsonable
+from doctor.serde import JsonRecord
 
 # Unsloth's LoRA example targets every projection (examples/train_unsloth_llama31_8b.py).
 ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 @dataclass
-class ChildSpec:
+class ChildSpec(JsonRecord):
     events_path: str
     work_dir: str
     backend: str = "auto"                  # auto | unsloth | transformers | torch
@@ -54,19 +53,9 @@ class ChildSpec:
     squeeze_limit: Optional[int] = None    # host-memory: bytes at most
     notes: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict:
-        return to_jsonable(self)
 
-    @classmethod
-    def from_dict(cls, data: dict) -> "ChildSpec":
-        return from_jsonable(cls, data)
 
-    def save(self, path: Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
 
-    @classmethod
-    def load(cls, path: Path) -> "ChildSpec":
-        return cls.from_dict(json.loads(Path(path).read_text()))
 
 
 def precision_of(cfg: TrainingConfig) -> str:
