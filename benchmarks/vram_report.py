@@ -93,6 +93,22 @@ def render(data: dict) -> str:
     return "\n".join(lines)
 
 
+def recompute(data: dict) -> dict:
+    """Re-estimate every row with the estimator as it is now, so the report validates today's code
+    against the stored measurements (the measurements themselves never change)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from benchmarks.gpu.vram_grid import estimate_row
+
+    total = (data.get("gpu") or {}).get("total")
+    for r in data["rows"]:
+        r["estimate"] = estimate_row(r, data.get("versions") or {}, total)
+        m = r.get("measured_total")
+        if m:
+            r["error_mid"] = (r["estimate"]["mid"] - m) / m
+            r["in_band"] = r["estimate"]["low"] <= m <= r["estimate"]["high"]
+    return data
+
+
 def merge(paths: list[Path]) -> dict:
     runs = [json.loads(p.read_text()) for p in paths]
     data = dict(runs[0])
@@ -106,8 +122,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="vram_grid.py JSON -> vram-validation.md")
     ap.add_argument("json", nargs="+", type=Path)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "vram-validation.md")
+    ap.add_argument("--as-measured", action="store_true",
+                    help="keep the estimates stored at measurement time instead of re-estimating")
     args = ap.parse_args(argv)
     data = merge(args.json)
+    if not args.as_measured:
+        data = recompute(data)
     args.out.write_text(render(data))
     s = summarize(data["rows"])
     if s.get("measured"):

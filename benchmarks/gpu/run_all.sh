@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every GPU measurement in one call to the lent machine (2 GPUs if available, else 1).
-#   bash benchmarks/gpu/run_all.sh RESULTS_DIR [PART ...]   PARTS: facts bench grid repro attach ddp
+#   bash benchmarks/gpu/run_all.sh RESULTS_DIR [PART ...]
+#   PARTS: facts bench bundle grid holdout repro cudastall attach ddp (default: the first run's set)
 # Wheels in .whl/ are installed into /tmp/site first (no internet there). Long parts run in
 # parallel on separate GPUs; each part has its own time limit so the others still report.
 set -u
@@ -22,12 +23,23 @@ if has facts; then
   echo "facts rc=$?"
   timeout 120 python3 -m doctor run examples/train_unsloth_llama31_8b.py --facts "$R/h100-facts.json" --out "$R" > "$R/h100-example.txt" 2>&1
 fi
+if has bundle; then   # bundle here, analyse elsewhere: tests/test_bundle_gpu_roundtrip.py reads these
+  timeout 120 python3 -m doctor run examples/train_unsloth_llama31_8b.py --json --out "$R/patched" > "$R/run-example.json" 2>> "$R/bundle.log"
+  timeout 180 python3 -m doctor bundle --config examples/train_unsloth_llama31_8b.py --out "$R/bundle.zip" >> "$R/bundle.log" 2>&1
+  echo "bundle rc=$?" >> "$R/bundle.log"
+fi
 if has bench; then
   timeout 110 python3 benchmarks/bench_run_vs_collect_env.py --runs ${BENCH_RUNS:-3} --out "$R/run-vs-collect-env.md" > "$R/bench.log" 2>&1; echo "bench rc=$?"
 fi
 pids=()
 if has grid; then
   (CUDA_VISIBLE_DEVICES=0 timeout ${GRID_S:-420} python3 benchmarks/gpu/vram_grid.py "$R/grid" --budget-s $(( ${GRID_S:-420} - 60 )) > "$R/grid.log" 2>&1; echo "grid rc=$?" >> "$R/grid.log") & pids+=($!)
+fi
+if has holdout; then
+  (CUDA_VISIBLE_DEVICES=0 timeout ${GRID_S:-420} python3 benchmarks/gpu/vram_grid.py "$R/holdout" --holdout --budget-s $(( ${GRID_S:-420} - 60 )) > "$R/holdout.log" 2>&1; echo "holdout rc=$?" >> "$R/holdout.log") & pids+=($!)
+fi
+if has cudastall; then
+  (CUDA_VISIBLE_DEVICES=$G2 timeout 300 python3 benchmarks/gpu/repro_runs.py "$R/cudastall" --only cuda-stall > "$R/cudastall.log" 2>&1; echo "cudastall rc=$?" >> "$R/cudastall.log") & pids+=($!)
 fi
 if has repro; then
   (CUDA_VISIBLE_DEVICES=$G2 timeout ${REPRO_S:-440} python3 benchmarks/gpu/repro_runs.py "$R/repro" --budget-s $(( ${REPRO_S:-440} - 40 )) > "$R/repro.log" 2>&1; echo "repro rc=$?" >> "$R/repro.log") & pids+=($!)

@@ -41,7 +41,7 @@ OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_
 
 # -- the grid -------------------------------------------------------------------------------------
 
-def grid(smoke: bool) -> list[dict]:
+def grid(smoke: bool, holdout: bool = False) -> list[dict]:
     rows = []
 
     def add(model, framework, quant, gc, batch, seq, timeout):
@@ -52,6 +52,17 @@ def grid(smoke: bool) -> list[dict]:
             add("tiny", "transformers", quant, "hf", 2, 64, 120)
             add("tiny", "transformers", quant, "off", 2, 64, 120)
         add("tiny", "unsloth", "4bit", "unsloth", 2, 64, 240)
+        return rows
+    if holdout:
+        # held out: shapes of batch/sequence not used when the constants were set (CUDA context
+        # from the first grid's measurement), to test the estimator rather than the fit
+        add("1b", "transformers", "none", "hf", 8, 1024, 150)
+        add("1b", "transformers", "4bit", "hf", 1, 4096, 150)
+        add("8b", "transformers", "4bit", "hf", 2, 1024, 200)
+        add("8b", "transformers", "none", "hf", 2, 4096, 200)
+        add("8b", "transformers", "4bit", "off", 1, 1024, 200)
+        add("1b", "unsloth", "4bit", "unsloth", 4, 4096, 300)
+        add("8b", "unsloth", "4bit", "unsloth", 8, 2048, 300)
         return rows
     # transformers + PEFT: bf16 LoRA and QLoRA (prepare_model_for_kbit_training), GC on and off
     for quant in ("none", "4bit"):
@@ -417,6 +428,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out_dir", type=Path, nargs="?")
     ap.add_argument("--cpu-smoke", action="store_true", help="tiny model on CPU: exercise every code path")
+    ap.add_argument("--holdout", action="store_true", help="the held-out rows (validation after calibration)")
     ap.add_argument("--only", choices=["hf", "unsloth"], help="run only the transformers or the Unsloth rows")
     ap.add_argument("--budget-s", type=float, default=540.0, help="skip rows that would start after this")
     ap.add_argument("--site", default="/tmp/site" if Path("/tmp/site").is_dir() else None,
@@ -443,7 +455,7 @@ def main(argv=None) -> int:
         print("no CUDA GPU visible; use --cpu-smoke for a dry run", file=sys.stderr)
         return 2
     versions = installed_versions(args.site)
-    rows = [r for r in grid(args.cpu_smoke)
+    rows = [r for r in grid(args.cpu_smoke, args.holdout)
             if not args.only or (args.only == "unsloth") == (r["framework"] == "unsloth")]
     unsloth_ok = "unsloth" in versions
     results = {"gpu": info, "versions": versions, "device": device, "started": time.strftime("%Y-%m-%d %H:%M:%S"),

@@ -20,21 +20,27 @@ ALL_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj
 @dataclass(frozen=True)
 class Constants:
     """One edge of the band. vram-and-hang.md §1.4: low = (c 12, k 1.2, margin .05), high = (17, 1.3, .2)."""
-    context: float            # C1: CUDA context + kernels, not in memory_reserved (PyTorch #86509: 287-667 MB)
+    context: float            # C1: CUDA context + kernels, not in memory_reserved (PyTorch #86509: 287-667 MB;
+                              # measured 0.79-0.87 GB per process on an H100, CUDA 13.0, driver 580:
+                              # benchmarks/vram-validation.md)
     k_layer: float            # C6: one layer's activations live while it is recomputed/back-propagated
+    k_layer_unsloth: float    # C6 under Unsloth's offloaded checkpointing: measured per-token slope
+                              # 1.90x (8B) and 1.91x (1B) A_layer on H100/H200, unsloth 2026.10.9
+                              # (benchmarks/vram-validation.md); the spec's 1.25 under-predicted by 12-18%
     c_logits_hf: float        # C7: bytes per token per vocab entry at the HF loss peak (bf16 + fp32 copies + grads)
     c_logits_unsloth_old: float   # C7: Unsloth before its fused loss: bf16 logits, gradient written in place
     c_logits_eval: float      # C7: eval forward only (bf16 logits + fp32 copy + log_softmax)
     margin: float             # C8: allocator slack on the token-dependent part
-    upcast_act_factor: float  # prepare_model_for_kbit_training: fp32 norms promote activations
+    upcast_act_factor: float  # prepare_model_for_kbit_training: fp32 norms promote activations; 1.5
+                              # fits QLoRA with GC off (-15%/-19% at 1.0) and on (H100/H200, 2026-11-28)
 
 
-LOW = Constants(context=0.3e9, k_layer=1.2, c_logits_hf=12, c_logits_unsloth_old=2, c_logits_eval=8,
+LOW = Constants(context=0.3e9, k_layer=1.2, k_layer_unsloth=1.6, c_logits_hf=12, c_logits_unsloth_old=2, c_logits_eval=8,
                 margin=0.05, upcast_act_factor=1.0)
-MID = Constants(context=0.5e9, k_layer=1.25, c_logits_hf=15, c_logits_unsloth_old=3, c_logits_eval=10,
-                margin=0.10, upcast_act_factor=1.0)
-HIGH = Constants(context=0.8e9, k_layer=1.3, c_logits_hf=18, c_logits_unsloth_old=4, c_logits_eval=12,
-                 margin=0.20, upcast_act_factor=1.5)
+MID = Constants(context=0.8e9, k_layer=1.25, k_layer_unsloth=1.9, c_logits_hf=15, c_logits_unsloth_old=3, c_logits_eval=10,
+                margin=0.10, upcast_act_factor=1.5)
+HIGH = Constants(context=1.0e9, k_layer=1.3, k_layer_unsloth=2.2, c_logits_hf=18, c_logits_unsloth_old=4, c_logits_eval=12,
+                 margin=0.20, upcast_act_factor=1.8)
 
 # bnb 4-bit bytes per weight: packed nibbles + fp32 absmax per 64-block, or with double quant an
 # 8-bit absmax + one fp32 per 256 blocks (QLoRA paper; vram-and-hang.md C2).
@@ -224,7 +230,7 @@ def estimate(shape: ModelShape, inp: Inputs, k: Constants = MID) -> Breakdown:
                                token_dependent=True, note="no gradient checkpointing"))
         comps.append(Component("logits", "logits + loss", logits, token_dependent=True, note=lnote))
     else:
-        recompute = k.k_layer * layer + transient
+        recompute = (k.k_layer_unsloth if inp.gc == "unsloth" else k.k_layer) * layer + transient
         if inp.gc == "unsloth":
             host = L * h * 2 * T
         else:
