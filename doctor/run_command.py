@@ -60,11 +60,36 @@ def build_report(facts: Facts, config=None, gpu: Optional[str] = None, only=None
             from doctor.config.patcher import write_patched
 
             patch = write_patched(config, findings, out_dir)
+            if patch is not None and est is not None:
+                patch.vram_after = vram_after_patch(facts, config, patch)
             if patch is not None:
                 sections["patch"] = patch.to_dict()
                 term_sections.append(lambda console, p=patch: p.render_terminal(console))
                 md_sections.append(patch.render_markdown())
     return Report(command=command, findings=findings, facts=facts, sections=sections), term_sections, md_sections
+
+
+def vram_after_patch(facts: Facts, config, patch) -> Optional[str]:
+    """The estimate with the patch's changes applied: fixes from different findings interact (the
+    WSL fix turns Unsloth's offloaded checkpointing into standard checkpointing, which keeps every
+    layer's checkpoint on the GPU), so say whether the patched config still fits."""
+    import dataclasses
+
+    from doctor.report.summary import gib
+    from doctor.vram.estimator import estimate_for
+
+    names = {f.name for f in dataclasses.fields(config)}
+    changed = {c.setting: c.new for c in patch.changes if c.setting in names}
+    if not changed:
+        return None
+    after = estimate_for(facts, dataclasses.replace(config, **changed))
+    if after is None:
+        return None
+    line = (f"With these changes: estimated peak {gib(after.mid.total)} "
+            f"({gib(after.low.total)}-{gib(after.high.total)})")
+    if after.gpu_free is not None:
+        line += f" vs {gib(after.gpu_free)} usable: {after.verdict}"
+    return line
 
 
 def emit(report: Report, term_sections, md_sections, json_out: bool, markdown: Optional[Path],

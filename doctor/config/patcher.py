@@ -43,9 +43,10 @@ class PatchResult:
     diff: str = ""
     changes: list[Change] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    vram_after: Optional[str] = None     # one line: the VRAM estimate with these changes applied
 
     def to_dict(self) -> dict:
-        return {"source": self.source, "path": self.path, "diff": self.diff,
+        return {"source": self.source, "path": self.path, "diff": self.diff, "vram_after": self.vram_after,
                 "changes": [{"setting": c.setting, "old": c.old, "new": c.new, "finding": c.finding,
                              "reason": c.reason} for c in self.changes],
                 "skipped": [{"setting": s.setting, "value": s.value, "finding": s.finding, "why": s.why}
@@ -71,6 +72,8 @@ class PatchResult:
         for s in self.skipped:
             console.print(Text(f"  not applied: {s.setting} = {_show(s.value)} ({s.finding}): {s.why}",
                                style="yellow"))
+        if self.vram_after:
+            console.print(Text("  " + self.vram_after, style="bold"))
         if self.diff:
             console.print(Syntax(self.diff.rstrip("\n"), "diff", theme="ansi_dark", background_color="default",
                                  word_wrap=True))
@@ -87,6 +90,8 @@ class PatchResult:
                       for s, o, n, w in self._rows()]
         for s in self.skipped:
             lines.append(f"- Not applied: `{s.setting} = {_show(s.value)}` ({s.finding}): {s.why}")
+        if self.vram_after:
+            lines += ["", f"**{self.vram_after}**"]
         if self.diff:
             lines += ["", "```diff", self.diff.rstrip("\n"), "```"]
         return "\n".join(lines) + "\n"
