@@ -8,7 +8,7 @@ import pytest
 from checks import all_checks
 from checks.config_eval import config_eval
 from checks.config_lora import config_lora
-from checks.config_precision import config_precision
+from checks.bf16 import bf16 as bf16_check
 from checks.config_seq_length import config_seq_length
 from checks.config_unresolved import config_unresolved
 from doctor.config.loader import load_config
@@ -102,18 +102,21 @@ def test_eval_batch_default():
                                                 (AUTO_NATIVE, None, False), (None, "bfloat16", True),
                                                 (False, None, False)])
 def test_bf16_on_turing(bf16, dtype, fires):
+    """Parsed precision settings reach the bf16 check (one check owns FM-07)."""
     cfg = TrainingConfig(bf16=bf16, fp16=NOT_AUTO_NATIVE if bf16 == AUTO_NATIVE else None, dtype=dtype)
-    found = config_precision(make_facts(gpu="NVIDIA GeForce RTX 2080 Ti", total_gib=11, capability=(7, 5)), cfg)
+    turing = make_facts(gpu="NVIDIA GeForce RTX 2080 Ti", total_gib=11, capability=(7, 5))
+    found = [f for f in bf16_check(turing, cfg) if f.id == "bf16.unsupported-gpu"]
     assert bool(found) == fires
     if found and bf16 in (True, AUTO_EMULATED):
-        assert {c.setting: c.value for c in found[0].config_changes} == {"bf16": False, "fp16": True}
-    assert config_precision(make_facts(capability=(8, 9)), cfg) == []
+        changes = {c.setting: c.value for c in found[0].config_changes}
+        assert changes["bf16"] is False and changes["fp16"] is True
+    assert [f for f in bf16_check(make_facts(capability=(8, 9)), cfg) if f.id == "bf16.unsupported-gpu"] == []
 
 
 def test_every_config_check_declares_what_it_emits():
     """Run every needs-config check over the corpus on a few machines: each id is declared."""
     specs = {s.id: s for s in all_checks() if s.id.startswith(("config-", "vram-"))}
-    assert {"config-seq-length", "config-unresolved", "config-lora", "config-eval", "config-precision",
+    assert {"config-seq-length", "config-unresolved", "config-lora", "config-eval",
             "vram-headroom"} <= set(specs)
     machines = [make_facts(packages={"trl": "1.16.0"}), make_facts(gpu=None),
                 make_facts(gpu="NVIDIA GeForce RTX 2080 Ti", total_gib=11, capability=(7, 5), wsl=True,
