@@ -71,9 +71,10 @@ def pinned_buffer_bytes(config) -> Optional[int]:
     shape, seq = model_shape(config), config.effective_seq_len
     if shape is None or not seq:
         return None
+    from doctor.vram.estimator import offloaded_checkpoint_bytes
+
     row = load("unsloth_behaviour")["offloaded_checkpoint_pinned_buffer"]
-    return (shape.layers * config.effective_batch_size * seq * shape.hidden * row["bytes_per_element"]
-            + row["overhead_bytes"])
+    return offloaded_checkpoint_bytes(shape, config.effective_batch_size * seq) + row["overhead_bytes"]
 
 
 def _pinned(facts: Facts, config) -> Optional[Finding]:

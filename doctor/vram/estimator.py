@@ -155,6 +155,12 @@ def dropout_bytes_per_token(shape: ModelShape, targets: tuple[str, ...], act: fl
 
 # -- the estimate ---------------------------------------------------------------------------------
 
+def offloaded_checkpoint_bytes(shape: ModelShape, tokens: int) -> int:
+    """Host RAM (pinned) that Unsloth's offloaded checkpointing keeps: one bf16 hidden state per
+    layer and token (vram-and-hang.md C6; ~1 GiB for Llama 3.1 8B at 2 x 2048)."""
+    return shape.layers * shape.hidden * 2 * tokens
+
+
 def estimate(shape: ModelShape, inp: Inputs, k: Constants = MID) -> Breakdown:
     """Peak VRAM of a training step, by component (pure)."""
     h, L, V = shape.hidden, shape.layers, shape.vocab
@@ -232,7 +238,7 @@ def estimate(shape: ModelShape, inp: Inputs, k: Constants = MID) -> Breakdown:
     else:
         recompute = (k.k_layer_unsloth if inp.gc == "unsloth" else k.k_layer) * layer + transient
         if inp.gc == "unsloth":
-            host = L * h * 2 * T
+            host = offloaded_checkpoint_bytes(shape, T)
         else:
             comps.append(Component("checkpoints", "layer checkpoints", ckpt, token_dependent=True,
                                    note="one hidden state per layer"))
