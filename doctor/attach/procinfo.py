@@ -180,7 +180,13 @@ def tree(pid: int, include_children: bool) -> list[psutil.Process]:
         kids = root.children(recursive=True)
     except psutil.Error:
         kids = []
-    return [root] + kids
+    # attaching to a shell that started the doctor: the doctor and its own helpers are not the target
+    me = os.getpid()
+    try:
+        mine = {me} | {p.pid for p in psutil.Process(me).children(recursive=True)}
+    except psutil.Error:
+        mine = {me}
+    return [root] + [k for k in kids if k.pid not in mine]
 
 
 def open_files(pid: int) -> list[str]:
