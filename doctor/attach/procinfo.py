@@ -180,13 +180,16 @@ def tree(pid: int, include_children: bool) -> list[psutil.Process]:
         kids = root.children(recursive=True)
     except psutil.Error:
         kids = []
-    # attaching to a shell that started the doctor: the doctor and its own helpers are not the target
+    # attaching to a shell that started the doctor: the doctor and its own helpers are inside the
+    # tree, and are not the target (when the doctor is the target's parent, as in repro, keep all)
     me = os.getpid()
-    try:
-        mine = {me} | {p.pid for p in psutil.Process(me).children(recursive=True)}
-    except psutil.Error:
-        mine = {me}
-    return [root] + [k for k in kids if k.pid not in mine]
+    if any(k.pid == me for k in kids):
+        try:
+            mine = {me} | {p.pid for p in psutil.Process(me).children(recursive=True)}
+        except psutil.Error:
+            mine = {me}
+        kids = [k for k in kids if k.pid not in mine]
+    return [root] + kids
 
 
 def open_files(pid: int) -> list[str]:
