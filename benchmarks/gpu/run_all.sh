@@ -36,7 +36,7 @@ if has grid; then
   (CUDA_VISIBLE_DEVICES=0 timeout ${GRID_S:-420} python3 benchmarks/gpu/vram_grid.py "$R/grid" --budget-s $(( ${GRID_S:-420} - 60 )) > "$R/grid.log" 2>&1; echo "grid rc=$?" >> "$R/grid.log") & pids+=($!)
 fi
 if has holdout; then
-  (CUDA_VISIBLE_DEVICES=0 timeout ${GRID_S:-420} python3 benchmarks/gpu/vram_grid.py "$R/holdout" --holdout --budget-s $(( ${GRID_S:-420} - 60 )) > "$R/holdout.log" 2>&1; echo "holdout rc=$?" >> "$R/holdout.log") & pids+=($!)
+  (CUDA_VISIBLE_DEVICES=0 timeout ${GRID_S:-420} python3 benchmarks/gpu/vram_grid.py "$R/holdout" --holdout ${HOLDOUT:-1} --budget-s $(( ${GRID_S:-420} - 60 )) > "$R/holdout.log" 2>&1; echo "holdout rc=$?" >> "$R/holdout.log") & pids+=($!)
 fi
 if has cudastall; then
   (CUDA_VISIBLE_DEVICES=$G2 timeout 300 python3 benchmarks/gpu/repro_runs.py "$R/cudastall" --only cuda-stall > "$R/cudastall.log" 2>&1; echo "cudastall rc=$?" >> "$R/cudastall.log") & pids+=($!)

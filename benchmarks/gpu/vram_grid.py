@@ -41,7 +41,7 @@ OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_
 
 # -- the grid -------------------------------------------------------------------------------------
 
-def grid(smoke: bool, holdout: bool = False) -> list[dict]:
+def grid(smoke: bool, holdout: int = 0) -> list[dict]:
     rows = []
 
     def add(model, framework, quant, gc, batch, seq, timeout):
@@ -52,6 +52,16 @@ def grid(smoke: bool, holdout: bool = False) -> list[dict]:
             add("tiny", "transformers", quant, "hf", 2, 64, 120)
             add("tiny", "transformers", quant, "off", 2, 64, 120)
         add("tiny", "unsloth", "4bit", "unsloth", 2, 64, 240)
+        return rows
+    if holdout == 2:
+        # second held-out set: shapes in neither earlier grid, measured after the constants were
+        # recalibrated on grids 1 and 2 (benchmarks/vram-validation.md)
+        add("1b", "transformers", "none", "off", 4, 512, 150)
+        add("1b", "transformers", "4bit", "off", 1, 2048, 150)
+        add("8b", "transformers", "4bit", "hf", 4, 1024, 200)
+        add("8b", "transformers", "none", "off", 1, 2048, 200)
+        add("1b", "unsloth", "4bit", "unsloth", 8, 1024, 300)
+        add("8b", "unsloth", "4bit", "unsloth", 4, 4096, 300)
         return rows
     if holdout:
         # held out: shapes of batch/sequence not used when the constants were set (CUDA context
@@ -428,7 +438,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out_dir", type=Path, nargs="?")
     ap.add_argument("--cpu-smoke", action="store_true", help="tiny model on CPU: exercise every code path")
-    ap.add_argument("--holdout", action="store_true", help="the held-out rows (validation after calibration)")
+    ap.add_argument("--holdout", type=int, nargs="?", const=1, default=0,
+                    help="a held-out set: 1 (before recalibration) or 2 (after it)")
     ap.add_argument("--only", choices=["hf", "unsloth"], help="run only the transformers or the Unsloth rows")
     ap.add_argument("--budget-s", type=float, default=540.0, help="skip rows that would start after this")
     ap.add_argument("--site", default="/tmp/site" if Path("/tmp/site").is_dir() else None,
