@@ -36,7 +36,7 @@ def env_findings(facts, config=None):
 
 def test_every_snapshot_is_pinned_and_documented():
     readme = (SNAPSHOTS / "README.md").read_text()
-    written = set(snapshot_names()) - {"h100-real.json"}     # the lead's capture is checked below
+    written = set(snapshot_names()) - {"h100-real.json", "h200-real.json"}   # real captures: below
     assert written == set(EXPECTED)
     for name in snapshot_names():
         assert f"`{name}`" in readme, name
@@ -57,9 +57,9 @@ def test_snapshot_findings(name):
     assert got == EXPECTED[name]
 
 
-@pytest.mark.parametrize("name", [n for n in snapshot_names() if n.startswith("h100")])
-def test_healthy_h100_has_no_error_level_findings_from_any_check(name):
-    # h100-healthy.json (hand-written) and, once the lead captures it, h100-real.json.
+@pytest.mark.parametrize("name", [n for n in snapshot_names() if n.startswith(("h100", "h200"))])
+def test_healthy_hopper_has_no_error_level_findings_from_any_check(name):
+    # h100-healthy.json (hand-written) and the real captures h100-real.json, h200-real.json.
     findings = run_checks(snapshot(name), None)
     assert [f.id for f in findings if f.severity.is_failure] == []
 

@@ -3,6 +3,7 @@ and the report computes median / worst error correctly (the GPU run itself is th
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -55,4 +56,27 @@ def test_report_median_worst_and_goal():
                  "estimate": {"low": 1, "mid": 2, "high": 3}})
     md = report_mod.render({"rows": rows, "gpu": {"name": "H100", "total": 80 * 2 ** 30}, "versions": {"torch": "2.11"}})
     assert "Median |error| 8.0%, worst 30.0%" in md and "does not meet" in md and "`oom`: oom" in md
-    assert all(f"\n| r{i} | ok |" in md for i in range(3))
+    assert all(f"\n| r{i} | 1 | ok |" in md for i in range(3))
+
+
+def test_report_merges_runs_from_different_cards_and_keeps_each_cards_facts(tmp_path):
+    def run(name, total, row_id):
+        p = tmp_path / f"{name}.json"
+        p.write_text(json.dumps({"gpu": {"name": name, "total": total}, "versions": {"torch": "2.11"},
+                                 "started": "2026-11-30", "rows": [{"id": row_id, "framework": "transformers"}]}))
+        return p
+    data = report_mod.merge([run("H100", 80 * 2 ** 30, "a"), run("H200", 140 * 2 ** 30, "b")])
+    assert [(r["id"], r["set"]) for r in data["rows"]] == [("a", 1), ("b", 2)]
+    md = report_mod.render(data)
+    assert "Set 1: `H100.json`" in md and "on H100 (80.00 GiB)" in md
+    assert "Set 2: `H200.json`" in md and "on H200 (140.00 GiB)" in md
+
+
+def test_report_keeps_the_hand_written_part_above_the_marker():
+    generated = "## Current estimator vs all measurements\n\nnew table\n"
+    old = "# VRAM estimator validation\n\nHow the constants were set.\n\n" + report_mod.MARKER + "\n\nold table\n"
+    out = report_mod.with_preamble(old, generated)
+    assert out.startswith("# VRAM estimator validation\n\nHow the constants were set.\n\n" + report_mod.MARKER)
+    assert "new table" in out and "old table" not in out
+    fresh = report_mod.with_preamble(None, generated)       # a first report gets a title and the marker
+    assert fresh.startswith("# VRAM estimator validation") and report_mod.MARKER in fresh

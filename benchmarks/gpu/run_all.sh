@@ -2,7 +2,7 @@
 # Every GPU measurement in one call to the lent machine (2 GPUs if available, else 1).
 #   bash benchmarks/gpu/run_all.sh RESULTS_DIR [PART ...]
 #   PARTS: facts bench bundle grid holdout repro cudastall attach ddp (default: the first run's set)
-# Wheels in .whl/ are installed into /tmp/site first (no internet there). Long parts run in
+# Wheels in .whl/ (made by benchmarks/gpu/fetch_wheels.sh) are installed into /tmp/site first (no internet there). Long parts run in
 # parallel on separate GPUs; each part has its own time limit so the others still report.
 set -u
 R=${1:?results dir}; shift
@@ -19,9 +19,9 @@ G2=$(( NGPU > 1 ? 1 : 0 ))
 has() { case " $PARTS " in *" $1 "*) return 0;; esac; return 1; }
 nvidia-smi -L > "$R/gpus.txt"; date -u +%FT%TZ > "$R/date.txt"
 if has facts; then
-  timeout 120 python3 -m doctor run --save-facts "$R/h100-facts.json" --json > "$R/h100-run.json" 2> "$R/h100-run.err"
+  timeout 120 python3 -m doctor run --save-facts "$R/facts.json" --json > "$R/run.json" 2> "$R/run.err"
   echo "facts rc=$?"
-  timeout 120 python3 -m doctor run examples/train_unsloth_llama31_8b.py --facts "$R/h100-facts.json" --out "$R" > "$R/h100-example.txt" 2>&1
+  timeout 120 python3 -m doctor run examples/train_unsloth_llama31_8b.py --facts "$R/facts.json" --out "$R" > "$R/example.txt" 2>&1
 fi
 if has bundle; then   # bundle here, analyse elsewhere: tests/test_bundle_gpu_roundtrip.py reads these
   timeout 120 python3 -m doctor run examples/train_unsloth_llama31_8b.py --json --out "$R/patched" > "$R/run-example.json" 2>> "$R/bundle.log"
