@@ -62,7 +62,7 @@ def main() -> int:
         inproc = []
         for _ in range(args.runs):
             t0 = time.monotonic()
-            rep = diagnose_pid(proc.pid)
+            diagnose_pid(proc.pid)
             inproc.append(time.monotonic() - t0)
         native_s, out = _cli_run(proc.pid, ["--native", "--json"])
         native_rep = json.loads(out)["sections"]["attach"]

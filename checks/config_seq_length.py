@@ -48,7 +48,7 @@ def _renamed_key(facts: Facts, config: TrainingConfig):
     call = config.spans["trainer_max_seq_length"].call if "trainer_max_seq_length" in config.spans else "SFTConfig"
     unsloth = config.framework == "unsloth"
     ev = {"packages.trl": trl, "call": call, "keyword": "max_seq_length"}
-    src = [f"https://github.com/huggingface/trl/pull/2895"]
+    src = ["https://github.com/huggingface/trl/pull/2895"]
     if unsloth:
         return Finding(
             id="config.trl-max-seq-length-renamed", severity=Severity.INFO,

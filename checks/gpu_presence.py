@@ -38,7 +38,7 @@ _NO_DRIVER = re.compile(r"LibraryNotFound|Shared Library Not Found|not found|No 
        finding_ids=(NO_GPU, TORCH_MISSING, CPU_BUILD, CUDA_UNAVAILABLE, HIDDEN), order=10)
 def gpu_presence(facts: Facts, config=None) -> list[Finding]:
     out: list[Finding] = []
-    t, nv = facts.torch, facts.nvidia
+    t = facts.torch
     # Missing only when the packages probe listed torch as not installed: an absent key proves nothing.
     if "torch" in facts.packages and not facts.version("torch") and not t.importable:
         out.append(_torch_missing(facts))

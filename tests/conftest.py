@@ -1,7 +1,6 @@
 """Shared test fixtures. Area-specific helpers live in tests/<area>_helpers.py."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path

@@ -108,3 +108,25 @@ def test_no_children_samples_only_the_target(spawn):
     assert report.cause == "worker-queue-wait"
     assert "not sampled (--no-children)" in report.findings[0].title
     kill_and_assert_gone(proc, pids)
+
+
+def test_locals_only_when_asked(spawn):
+    import json
+
+    from typer.testing import CliRunner
+
+    from doctor.cli import app
+
+    proc = start_target(spawn, "lock_wait.py")
+    pids = tree_pids(proc.pid)
+
+    def frames(*flags):
+        res = CliRunner().invoke(app, ["attach", str(proc.pid), "--no-gpu", "--samples", "1", "--json", *flags])
+        assert res.exit_code == 1, res.output          # a lock wait is an error-level finding
+        dumps = json.loads(res.stdout)["sections"]["attach"]["raw_dumps"][str(proc.pid)]
+        return [fr for sample in dumps for th in sample for fr in th["frames"]]
+
+    assert not any(fr.get("locals") for fr in frames())      # py-spy writes "locals": null
+    run = next(fr for fr in frames("--locals") if fr["name"] == "Thread.run")     # the lock holder's thread
+    assert [v["name"] for v in run["locals"]] == ["self"] and run["locals"][0]["repr"].startswith("<Thread")
+    kill_and_assert_gone(proc, pids)

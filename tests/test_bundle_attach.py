@@ -76,3 +76,43 @@ def test_pip_runs_with_the_targets_own_interpreter(spawn, tmp_path):
     assert _target_python(relative.pid, {"PATH": f"{venv_bin}:/usr/bin:/bin"}) == str(venv_bin / name)
     sleeper = spawn(["sleep", "60"])
     assert _target_python(sleeper.pid, {}) is None
+
+
+LOCALS_TARGET = '''import sys, time
+def waiting_for_batch(step):
+    batch_label = "pineapple-batch-17"
+    api_key = sys.argv[1]                 # no known token shape: only its name says secret
+    hf_token = sys.argv[2]
+    print("READY", flush=True)
+    while True:
+        time.sleep(0.2)
+waiting_for_batch(11)
+'''
+
+
+@pytest.mark.slow
+def test_include_locals_keeps_variables_but_not_credentials(tmp_path, spawn):
+    opaque_key = "Mv7Qp2Lx9Rt4Wz8Ks3Nb"
+    script = tmp_path / "train_locals.py"          # a file: with -c the source would be in argv
+    script.write_text(LOCALS_TARGET)
+    proc = spawn([sys.executable, str(script), opaque_key, HF_ENV])
+    wait_ready(proc)
+    assert wait_for(lambda: open(f"/proc/{proc.pid}/stat").read().split()[2] == "S", 30)
+    facts_file = tmp_path / "facts.json"
+    planted_facts("quincy42", "quincy42-laptop", "/home/quincy42", {}).save(facts_file)
+
+    without = make_bundle(BundleOptions(out=tmp_path / "plain.zip", pid=proc.pid, facts_path=facts_file))
+    assert b"pineapple-batch-17" not in b"".join(read_members(without.path).values())
+
+    result = make_bundle(BundleOptions(out=tmp_path / "locals.zip", pid=proc.pid, facts_path=facts_file,
+                                       include_locals=True))
+    members = read_members(result.path)
+    dumps = json.loads(members[f"attach/pyspy-{proc.pid}.json"])
+    frame = next(fr for sample in dumps for th in sample for fr in th["frames"] if fr["name"] == "waiting_for_batch")
+    values = {v["name"]: v.get("repr") for v in frame["locals"]}
+    assert values["batch_label"].strip("'\"") == "pineapple-batch-17" and values["step"] == "11"
+    assert values["api_key"] == values["hf_token"] == "<redacted:secret-local>"
+    assert leaks(result.path, [opaque_key, HF_ENV], []) == []
+    manifest = json.loads(members["manifest.json"])
+    assert "secret-local" in json.dumps(manifest)
+    assert proc.poll() is None

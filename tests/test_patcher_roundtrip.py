@@ -207,6 +207,44 @@ def test_json_round_trip(tmp_path):
     assert res.changes and "#" not in after          # JSON has no comments: the report carries the reasons
 
 
+NESTED_JSON = """{
+  "model": {
+    "model_name": "unsloth/Meta-Llama-3.1-8B-bnb-4bit",
+    "max_seq_length": 4096,
+    "load_in_4bit": true
+  },
+  "training": {
+    "per_device_train_batch_size": 8,
+    "gradient_accumulation_steps": 1,
+    "optim": "adamw_8bit"
+  },
+  "quantization_config": {"per_device_train_batch_size": 99}
+}
+"""
+
+
+def test_json_sections_are_patched_where_the_values_live(tmp_path):
+    # A value one section down is edited in place (not shadowed by a new top-level key that the
+    # user's trainer would never read), and a new key joins the section that holds the settings.
+    src = tmp_path / "train_config.json"
+    src.write_text(NESTED_JSON)
+    cfg = load_config(src)
+    assert cfg.per_device_train_batch_size == 8 and cfg.trainer_max_seq_length == 4096
+    res = write_patched(cfg, [finding("x", ("per_device_train_batch_size", 2), ("trainer_max_seq_length", 2048),
+                                      ("per_device_eval_batch_size", 2))], None)
+    data = json.loads(Path(res.path).read_text())
+    assert data["training"] == {"per_device_train_batch_size": 2, "gradient_accumulation_steps": 1,
+                                "optim": "adamw_8bit", "per_device_eval_batch_size": 2}
+    assert data["model"]["max_seq_length"] == 2048
+    assert data["quantization_config"] == {"per_device_train_batch_size": 99}      # a value, not a section
+    assert set(data) == {"model", "training", "quantization_config"}
+    again = load_config(Path(res.path))
+    assert (again.per_device_train_batch_size, again.trainer_max_seq_length, again.per_device_eval_batch_size) == (2, 2048, 2)
+    removed, added = changed_lines(NESTED_JSON, Path(res.path).read_text())
+    assert removed == ['    "max_seq_length": 4096,', '    "per_device_train_batch_size": 8,', '    "optim": "adamw_8bit"']
+    assert added[-1] == '    "per_device_eval_batch_size": 2'
+
+
 def test_out_dir_flags_and_refusals(tmp_path):
     src = copy(REFERENCE, tmp_path)
     cfg = load_config(src, ConfigOverrides(batch_size=1))

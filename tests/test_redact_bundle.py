@@ -168,7 +168,7 @@ def test_include_locals_keeps_them_redacted(tmp_path):
     with zipfile.ZipFile(result.path) as zf:
         dump = json.loads(zf.read("attach/pyspy-4242.json"))
     local = dump[0][0]["frames"][0]["locals"]
-    assert local[0] == {"name": "token", "repr": "'<redacted:env-secret>'"}   # OPENAI_API_KEY's value
+    assert local[0] == {"name": "token", "repr": "<redacted:secret-local>"}   # a credential-named local
     # a secret with no recognisable shape in a local survives: that is why locals are opt-in
     assert local[1]["repr"] == "'Hunter2Pass!'"
 

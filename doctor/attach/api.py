@@ -22,16 +22,18 @@ __all__ = ["AttachReport", "diagnose_pid", "diagnose_snapshot"]
 
 
 def diagnose_pid(pid: int, *, samples: int = 3, interval_s: float = 0.25, native: Optional[bool] = None,
-                 include_children: bool = True, timeout_s: float = 20.0, gpu: bool = True) -> AttachReport:
+                 include_children: bool = True, timeout_s: float = 20.0, gpu: bool = True,
+                 locals: bool = False) -> AttachReport:
     """Sample the process tree rooted at pid and say where it is stuck, and why.
 
     native: True = always take a `--native` sample; False = never; None = only when a stuck thread
     sits in a C call (a CUDA sync, a lock) or matches no known signature.
     timeout_s bounds the whole sampling; every py-spy and NVML call has its own hard timeout too.
+    locals: keep each Python frame's local variables (py-spy --locals) in the raw dumps.
     """
     opts = SampleOptions(samples=max(1, int(samples)), interval_s=max(0.0, float(interval_s)),
                          native=native, include_children=include_children, timeout_s=float(timeout_s),
-                         gpu=gpu)
+                         gpu=gpu, locals=locals)
     return diagnose_snapshot(sample_tree(pid, opts))
 
 

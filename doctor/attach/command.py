@@ -46,7 +46,7 @@ def save_dumps(report: AttachReport, folder: Path) -> list[Path]:
 
 def attach_command(pid: Optional[int], samples: int, interval: float, native: Optional[bool], children: bool,
                    json_out: bool, markdown: Optional[Path], save: Optional[Path], timeout: float, gpu: bool,
-                   replay: Optional[Path]) -> int:
+                   replay: Optional[Path], locals_: bool = False) -> int:
     from doctor.attach.render import markdown_section, terminal_section
     from doctor.run_command import emit
 
@@ -56,7 +56,7 @@ def attach_command(pid: Optional[int], samples: int, interval: float, native: Op
         raise DoctorError("give a PID to attach to (or --replay FILE)", exitcodes.USAGE)
     else:
         report = diagnose_pid(pid, samples=samples, interval_s=interval, native=native,
-                              include_children=children, timeout_s=timeout, gpu=gpu)
+                              include_children=children, timeout_s=timeout, gpu=gpu, locals=locals_)
     if save is not None:
         save_dumps(report, save)
     env = report.report()

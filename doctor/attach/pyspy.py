@@ -113,10 +113,12 @@ def first_error_line(stderr: str) -> str:
 
 
 def dump(binary: str, pid: int, *, native: bool = False, nonblocking: bool = False,
-         timeout: float = 5.0) -> DumpResult:
+         locals_: bool = False, timeout: float = 5.0) -> DumpResult:
     argv = [binary, "dump", "--json", "--pid", str(pid)]
     if native:
         argv.append("--native")
+    if locals_:
+        argv.append("--locals")       # each frame's variables: only when asked, they can hold secrets
     if nonblocking:
         argv.append("--nonblocking")
     res = run_command(argv, timeout=max(0.5, timeout), env=_env())

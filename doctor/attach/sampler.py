@@ -37,6 +37,7 @@ class SampleOptions:
     include_children: bool = True
     timeout_s: float = 20.0
     gpu: bool = True
+    locals: bool = False         # py-spy --locals on every Python sample (can hold tokens and data)
     dump_timeout_s: float = 8.0  # one py-spy call; the whole run is bounded by timeout_s
 
 
@@ -134,13 +135,13 @@ class _Sampler:
     def dump(self, ps: ProcessSample, native: bool = False) -> pyspy.DumpResult:
         timeout = min(self.opts.dump_timeout_s, max(0.5, self.left()))
         res = pyspy.dump(self.binary, ps.pid, native=native, nonblocking=ps.nonblocking and not native,
-                         timeout=timeout)
+                         locals_=self.opts.locals and not native, timeout=timeout)
         if res.kind in (pyspy.TIMEOUT, pyspy.FAILED) and not ps.nonblocking and not native \
                 and self.left() > 0.5 and not _is_gone(ps.pid):
             # blocked ptrace (D state, issue #565) or "Failed to suspend process": read without pausing
             ps.nonblocking = True
             ps.errors.append(f"{res.message}; retried with --nonblocking")
-            res = pyspy.dump(self.binary, ps.pid, nonblocking=True,
+            res = pyspy.dump(self.binary, ps.pid, nonblocking=True, locals_=self.opts.locals,
                              timeout=min(self.opts.dump_timeout_s, max(0.5, self.left())))
         return res
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
-import inspect
 import re
 import shutil
 import tempfile
@@ -20,7 +19,7 @@ from doctor.bundle.collect import Collected, kernel_messages, nvidia_smi, pip_ou
 from doctor.bundle.identity import process_environ, redactor_for
 from doctor.bundle.issue import IssueBody, IssueInputs, build_issue, extract_traceback
 from doctor.bundle.redact import HOME, HOST, USER, Redactor
-from doctor.bundle.stacks import attach_summary, stacks_text, strip_locals
+from doctor.bundle.stacks import attach_summary, mask_secret_locals, secret_local_values, stacks_text, strip_locals
 from doctor.config.flags import ConfigOverrides
 from doctor.exitcodes import DoctorError
 from doctor.facts import Facts
@@ -134,13 +133,7 @@ def _attach(opts: BundleOptions, notes: list[str]):
     try:   # a broken attach module (or a bug in it) must not lose the rest of the bundle
         from doctor.attach.api import diagnose_pid
 
-        kwargs: dict[str, Any] = {}
-        if opts.include_locals:
-            if "locals" in inspect.signature(diagnose_pid).parameters:
-                kwargs["locals"] = True
-            else:
-                notes.append("--include-locals: this doctor's attach sampler does not collect locals; none included")
-        return diagnose_pid(opts.pid, **kwargs)
+        return diagnose_pid(opts.pid, locals=opts.include_locals)
     except DoctorError as exc:
         notes.append(f"attach to pid {opts.pid} failed: {exc.message}")
     except Exception as exc:
@@ -220,7 +213,9 @@ def write_bundle(g: Gathered, opts: BundleOptions, path: Path, now: _dt.datetime
     from doctor.report.envelope import Report
     from doctor.report.markdown import render_markdown
 
-    redactor = redactor_for(g.facts, [g.target_environ], enabled=opts.redact)
+    # a credential-named local's value is a secret everywhere (the same token is often in argv too)
+    local_secrets = secret_local_values(g.attach.raw_dumps) if opts.include_locals and g.attach else []
+    redactor = redactor_for(g.facts, [g.target_environ], enabled=opts.redact, extra_secrets=local_secrets)
     created = now.astimezone(_dt.timezone.utc).isoformat(timespec="seconds")
     findings = rank(list(g.report.findings if g.report else [])
                     + list(getattr(g.attach, "findings", None) or [])
@@ -285,15 +280,25 @@ def _write_config(w: A.BundleWriter, g: Gathered, opts: BundleOptions) -> tuple[
 def _write_attach(w: A.BundleWriter, g: Gathered, opts: BundleOptions) -> None:
     if g.attach is None:
         return
-    keep = (lambda x: x) if opts.include_locals else strip_locals
-    w.add_json("attach/diagnosis.json", keep(g.attach.to_dict()), f"doctor attach {opts.pid}")
+
+    def keep(obj):
+        """(what to store, redactions made here): locals dropped, or kept with credentials blanked."""
+        if not opts.include_locals:
+            return strip_locals(obj), None
+        counts = Counter()
+        return mask_secret_locals(obj, counts), counts
+
+    stored, counts = keep(g.attach.to_dict())
+    w.add_json("attach/diagnosis.json", stored, f"doctor attach {opts.pid}", counts)
     from doctor.attach.render import markdown_section
     from doctor.report.markdown import render_markdown
 
     w.add_text("attach/diagnosis.md", render_markdown(g.attach.report(), [markdown_section(g.attach)],
                                                       title=f"doctor attach {opts.pid}"), "doctor attach, rendered")
+    flag = " --locals" if opts.include_locals else ""
     for pid, samples in g.attach.raw_dumps.items():
-        w.add_json(f"attach/pyspy-{pid}.json", keep(samples), f"py-spy dump --json --pid {pid}")
+        stored, counts = keep(samples)
+        w.add_json(f"attach/pyspy-{pid}.json", stored, f"py-spy dump --json{flag} --pid {pid}", counts)
 
 
 def _write_repro(w: A.BundleWriter, g: Gathered) -> None:

@@ -44,14 +44,16 @@ def process_environ(pid: int) -> dict[str, str]:
     return out
 
 
-def redactor_for(facts: Facts, environs: Iterable[Mapping[str, str]] = (), enabled: bool = True) -> Redactor:
+def redactor_for(facts: Facts, environs: Iterable[Mapping[str, str]] = (), enabled: bool = True,
+                 extra_secrets: Iterable[str] = ()) -> Redactor:
     """The bundle's redactor: identity from the facts and from this machine, known secrets from
-    os.environ, the given environments (a target process's) and the facts' own env."""
+    os.environ, the given environments (a target process's), the facts' own env and extra_secrets
+    (values of credential-named variables seen elsewhere, e.g. py-spy locals)."""
     p = facts.platform
     env_sources = [dict(os.environ), dict(facts.env)] + [dict(e) for e in environs]
     users = [p.username, _safe(getpass.getuser)] + [e.get(k) for e in env_sources for k in ("USER", "LOGNAME", "USERNAME")]
     hosts = [p.hostname, _safe(socket.gethostname), _safe(lambda: os.uname().nodename)]
     homes = [p.home, _safe(lambda: os.path.expanduser("~"))] + [e.get(k) for e in env_sources for k in ("HOME", "USERPROFILE")]
-    secrets = [s for e in env_sources for s in secret_values(e)]
+    secrets = [s for e in env_sources for s in secret_values(e)] + list(extra_secrets)
     return Redactor(usernames=tuple(u for u in users if u), hostnames=tuple(h for h in hosts if h),
                     homes=tuple(h for h in homes if h), known_secrets=tuple(secrets), enabled=enabled)

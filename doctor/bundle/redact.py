@@ -227,7 +227,7 @@ class Redactor:
             out = {}
             for k, v in obj.items():
                 key = self._str(str(k), counts)
-                if isinstance(v, str) and _is_secret_key(str(k)) and not _NOT_SECRET_LITERAL.match(v.strip()):
+                if isinstance(v, str) and is_secret_key(str(k)) and not _NOT_SECRET_LITERAL.match(v.strip()):
                     self._count(counts, "secret-value")
                     out[key] = placeholder("secret-value")
                 else:
@@ -310,7 +310,7 @@ def _keep_group1(m: re.Match) -> str:
     return m.group(1) + placeholder("\0")
 
 
-def _is_secret_key(key: str) -> bool:
+def is_secret_key(key: str) -> bool:
     return bool(_SECRET_KEY_FULL.match(key)) and not _SPECIAL_TOKEN_KEY.search(key)
 
 

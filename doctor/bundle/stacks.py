@@ -2,6 +2,7 @@
 rendering of every thread's stack for the issue body."""
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Optional
 
 MAX_FRAMES = 40
@@ -14,6 +15,47 @@ def strip_locals(obj: Any) -> Any:
     if isinstance(obj, list):
         return [strip_locals(v) for v in obj]
     return obj
+
+
+def mask_secret_locals(obj: Any, counts: Optional[Counter] = None) -> Any:
+    """Keep py-spy "locals", but blank the value of every variable whose name says credential
+    (api_key, hf_token, password ...): its repr has no shape the pattern redactor could know.
+    The bundle writer then redacts the rest like any other text."""
+    from doctor.bundle.redact import is_secret_key, placeholder
+
+    counts = Counter() if counts is None else counts
+    if isinstance(obj, dict):
+        out = {k: mask_secret_locals(v, counts) for k, v in obj.items()}
+        if isinstance(out.get("locals"), list):
+            masked = []
+            for v in out["locals"]:
+                if isinstance(v, dict) and is_secret_key(str(v.get("name", ""))):
+                    counts["secret-local"] += 1
+                    v = dict(v, repr=placeholder("secret-local"))
+                masked.append(v)
+            out["locals"] = masked
+        return out
+    if isinstance(obj, list):
+        return [mask_secret_locals(v, counts) for v in obj]
+    return obj
+
+
+def secret_local_values(obj: Any) -> list[str]:
+    """The values (repr without its quotes) of every credential-named py-spy local in obj."""
+    from doctor.bundle.redact import is_secret_key
+
+    found: list[str] = []
+    if isinstance(obj, dict):
+        for v in obj.get("locals") or []:
+            if isinstance(v, dict) and is_secret_key(str(v.get("name", ""))) and isinstance(v.get("repr"), str):
+                found.append(v["repr"].strip().strip("'\""))
+        for k, v in obj.items():
+            if k != "locals":
+                found += secret_local_values(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            found += secret_local_values(v)
+    return found
 
 
 def _frame(fr: dict) -> str:

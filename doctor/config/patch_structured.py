@@ -1,4 +1,5 @@
-"""Patch YAML and JSON configs as text: replace a top-level value, rename a key, or append a key.
+"""Patch YAML and JSON configs as text: replace a value, rename a key, or append a key (YAML: top
+level; JSON: top level and one section down, as the loaders read them).
 YAML changes carry a `# doctor: ...` comment; JSON has no comments, so the report says why."""
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import json
 from typing import Any, Optional
 
 from doctor.config.edits import TextEdits, indent_of
-from doctor.config.structured import STYLE_KEYS, json_top_level_spans, offset_to_linecol
+from doctor.config.keys import TRAIN_ARGS_KEYS
+from doctor.config.structured import STYLE_KEYS, json_config_spans, offset_to_linecol
 
 
 def _insert_key(style: str, setting: str) -> Optional[str]:
@@ -85,16 +87,32 @@ class YamlPatcher:
 
 
 class JsonPatcher:
+    """Edits the members parse_json reads: top-level ones and those one section down
+    ({"training": {"per_device_train_batch_size": 8}}); a new key goes where the style's keys are."""
+
     def __init__(self, source: str, style: str):
         self.style = style
         self.ed = TextEdits(source)
-        self.spans = json_top_level_spans(source)
-        self.appended: list[str] = []
+        self.spans = json_config_spans(source)
+        self.appended: dict[Optional[str], list[str]] = {}     # section (None: top level) -> members
 
     def _key_for(self, setting: str) -> Optional[str]:
         table = STYLE_KEYS[self.style]
         present = [k for k in self.spans if table.get(k) == setting]
         return present[-1] if present else None
+
+    def _home_section(self, setting: str) -> Optional[str]:
+        """Where a new key goes: the top level, unless only sections hold known keys; then the
+        section with most keys of the same kind (trainer arguments, or model / LoRA settings)."""
+        table = STYLE_KEYS[self.style]
+        trainer = set(TRAIN_ARGS_KEYS.values())
+        counts: dict[Optional[str], int] = {}
+        for key, span in self.spans.items():
+            if key in table:
+                counts[span[4]] = counts.get(span[4], 0) + 1 + ((table[key] in trainer) == (setting in trainer))
+        if not counts or None in counts:
+            return None
+        return max(counts, key=lambda sec: counts[sec])
 
     def _replace(self, start: int, end: int, text: str) -> bool:
         line, col = offset_to_linecol(self.ed.source, start)
@@ -107,9 +125,9 @@ class JsonPatcher:
             new_key = _insert_key(self.style, setting)
             if new_key is None:
                 return False, "", f"no {self.style} key for `{setting}`"
-            self.appended.append(f"{json.dumps(new_key)}: {json.dumps(value)}")
+            self.appended.setdefault(self._home_section(setting), []).append(f"{json.dumps(new_key)}: {json.dumps(value)}")
             return True, "", ""
-        _ks, _ke, vs, ve = self.spans[key]
+        _ks, _ke, vs, ve, _section = self.spans[key]
         old = self.ed.source[vs:ve]
         if not self._replace(vs, ve, json.dumps(value)):
             return False, old, "another change edits the same text"
@@ -121,20 +139,21 @@ class JsonPatcher:
             return False, "", f"no key for `{setting}` to rename"
         if new_key in self.spans:
             return False, key, f"`{new_key}` is already set"
-        ks, ke, _vs, _ve = self.spans[key]
+        ks, ke, _vs, _ve, _section = self.spans[key]
         self._replace(ks, ke, json.dumps(new_key))
         return True, key, ""
 
     def result(self) -> str:
         src = self.ed.source
-        if self.appended:
-            if self.spans:   # after the last member, indented like it
-                ks, _ke, _vs, ve = max(self.spans.values(), key=lambda s: s[3])
+        for section, members in self.appended.items():
+            inside = [s for s in self.spans.values() if s[4] == section]
+            if inside:   # after the container's last member, indented like it
+                ks, _ke, _vs, ve, _sec = max(inside, key=lambda s: s[3])
                 line, _col = offset_to_linecol(src, ks)
                 indent = indent_of(self.ed.line_text(line))
                 sep = "\n" + indent if "\n" in src[:ks] else " "
-                self.ed.insert(ve, "".join(f",{sep}{m}" for m in self.appended))
+                self.ed.insert(ve, "".join(f",{sep}{m}" for m in members))
             else:
                 brace = src.index("{")
-                self.ed.insert(brace + 1, "\n  " + ",\n  ".join(self.appended) + "\n")
+                self.ed.insert(brace + 1, "\n  " + ",\n  ".join(members) + "\n")
         return self.ed.apply()   # JSON: no comments, the report carries the reasons

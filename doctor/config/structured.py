@@ -203,11 +203,33 @@ def parse_yaml(text: str, path: Optional[str] = None) -> TrainingConfig:
 
 # -- JSON -----------------------------------------------------------------------------------------
 
+# Objects that are values, not sections of settings (their keys mean something else inside).
+NOT_A_SECTION = frozenset({"quantization_config"})
+
+
 def json_top_level_spans(text: str) -> dict[str, tuple[int, int, int, int]]:
     """key -> (key start, key end, value start, value end) character offsets, top-level object."""
+    return json_object_spans(text, _skip_ws(text, 0))
+
+
+def json_config_spans(text: str) -> dict[str, tuple[int, int, int, int, Optional[str]]]:
+    """The members parse_json reads, with the section they sit in (None: top level):
+    key -> (key start, key end, value start, value end, section). Top-level keys win over nested
+    ones, and the first section over later ones, as in parse_json."""
+    top = json_top_level_spans(text)
+    out = {k: (*span, None) for k, span in top.items()}
+    for section, (_ks, _ke, vs, _ve) in top.items():
+        if section in NOT_A_SECTION or text[vs:vs + 1] != "{":
+            continue
+        for k, span in json_object_spans(text, vs).items():
+            out.setdefault(k, (*span, section))
+    return out
+
+
+def json_object_spans(text: str, i: int) -> dict[str, tuple[int, int, int, int]]:
+    """Members of the JSON object that starts at offset i (absolute offsets; {} if none starts there)."""
     dec = json.JSONDecoder()
     out = {}
-    i = _skip_ws(text, 0)
     if i >= len(text) or text[i] != "{":
         return out
     i = _skip_ws(text, i + 1)
@@ -253,7 +275,7 @@ def parse_json(text: str, path: Optional[str] = None) -> TrainingConfig:
     if isinstance(data.get("sections"), dict) and isinstance(data["sections"].get("config"), dict):
         data = data["sections"]["config"]
     spans = {}
-    for key, (_ks, _ke, vs, ve) in json_top_level_spans(text).items():
+    for key, (_ks, _ke, vs, ve, _section) in json_config_spans(text).items():
         line, col = offset_to_linecol(text, vs)
         end_line, end_col = offset_to_linecol(text, ve)
         spans[key] = SourceSpan(line=line, col=col, end_line=end_line, end_col=end_col,
@@ -261,7 +283,7 @@ def parse_json(text: str, path: Optional[str] = None) -> TrainingConfig:
     style = detect_style(data)
     flat = dict(data)
     for key, value in data.items():   # {"model": {...}, "training": {...}}: read nested sections too
-        if isinstance(value, dict) and key != "quantization_config" and style != "doctor":
+        if isinstance(value, dict) and key not in NOT_A_SECTION and style != "doctor":
             for k, v in value.items():
                 flat.setdefault(k, v)
     return config_from_mapping(flat, style, "json", path, spans)
