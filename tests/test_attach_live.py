@@ -97,7 +97,10 @@ def test_tiny_llama_training_runs_normally(spawn):
     assert top.severity.value == "info"
     assert report.report().code == 0
     main = next(t for t in _main_view(report).threads if t.main)
-    assert main.moved and main.busy
+    assert main.busy
+    # Either the stack moved between samples, or every sample landed inside one C++ backward
+    # (one Python line for most of a step): the classifier must call both training.
+    assert main.moved or any("backward" in f for f in main.key_frames), main
     kill_and_assert_gone(proc, pids)
 
 
