@@ -104,6 +104,17 @@ def test_tiny_llama_training_runs_normally(spawn):
     kill_and_assert_gone(proc, pids)
 
 
+def test_torch_compile_recompiling(spawn, tmp_path):
+    proc = start_target(spawn, "compiling.py", str(tmp_path / "inductor"), stuck_state=None)
+    report, pids = _diagnose(proc)
+    assert report.cause == "compile", report.findings[0].title
+    top = report.findings[0]
+    assert top.id == "attach.compile" and top.failure_mode == "FM-17"
+    main = next(t for t in _main_view(report).threads if t.main)
+    assert main.busy and any("torch/_dynamo" in f or "torch/_inductor" in f for f in main.key_frames), main
+    kill_and_assert_gone(proc, tree_pids(proc.pid) + pids)
+
+
 def test_no_children_samples_only_the_target(spawn):
     proc = start_target(spawn, "mp_queue_hang.py")
     report, pids = _diagnose(proc, include_children=False)
