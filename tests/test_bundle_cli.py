@@ -64,6 +64,13 @@ def test_usage_errors_are_one_line(tmp_path, args, words):
     assert res.stderr.startswith("doctor: error:") and words in res.stderr and res.stderr.count("\n") == 1
 
 
+def test_a_pid_that_does_not_exist_fails_before_any_probing(tmp_path):
+    res = runner.invoke(app, ["bundle", "--pid", "999999", "--out", str(tmp_path / "b.zip")])
+    assert res.exit_code == exitcodes.NO_SUCH_PROCESS
+    assert res.stderr.strip() == "doctor: error: no process with pid 999999" and "probing" not in res.stderr
+    assert not (tmp_path / "b.zip").exists()
+
+
 def test_analyze_runs_todays_checks_offline(tmp_path):
     out = tmp_path / "b.zip"
     assert runner.invoke(app, ["bundle", "--facts", str(WSL_FACTS), "--out", str(out)]).exit_code == 0

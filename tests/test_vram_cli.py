@@ -83,6 +83,13 @@ def test_vram_errors_are_one_line_with_exit_codes(args, code, words, facts_file)
     assert words in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("flag, value", [("--batch-size", "0"), ("--seq-len", "-5"), ("--grad-accum", "0"),
+                                         ("--lora-r", "0"), ("--num-workers", "-1")])
+def test_impossible_config_numbers_are_usage_errors(flag, value, facts_file):
+    r = invoke("vram", REFERENCE, "--facts", facts_file, flag, value)
+    assert r.exit_code == exitcodes.USAGE and flag in r.output and "VRAM estimate" not in r.output
+
+
 def test_run_writes_the_patched_copy(tmp_path):
     """README's main command on the reference case: findings, the VRAM section, a patched copy in --out."""
     out = tmp_path / "reports"

@@ -91,6 +91,11 @@ def gather(opts: BundleOptions, work_dir: Path) -> Gathered:
     from doctor.run_command import build_report, obtain_facts
 
     say = opts.progress or (lambda _msg: None)
+    if opts.pid is not None:   # a mistyped pid is an error now, not a note after a minute of probing
+        from doctor.proctree import alive
+
+        if not alive(opts.pid):
+            raise DoctorError(f"no process with pid {opts.pid}", exitcodes.NO_SUCH_PROCESS)
     say("reading facts" if opts.facts_path else "probing this machine (up to a minute)")
     facts = obtain_facts(opts.facts_path)
     cfg = None

@@ -38,17 +38,17 @@ class ConfigOverrides:
 
 _FLAG_PARAMS = [
     ("model", Annotated[Optional[str], typer.Option("--model", help="Model name or path, e.g. unsloth/Meta-Llama-3.1-8B-bnb-4bit.", rich_help_panel=PANEL)]),
-    ("batch_size", Annotated[Optional[int], typer.Option("--batch-size", help="per_device_train_batch_size.", rich_help_panel=PANEL)]),
-    ("seq_len", Annotated[Optional[int], typer.Option("--seq-len", help="max_seq_length (padded tokens per sample).", rich_help_panel=PANEL)]),
-    ("grad_accum", Annotated[Optional[int], typer.Option("--grad-accum", help="gradient_accumulation_steps.", rich_help_panel=PANEL)]),
-    ("lora_r", Annotated[Optional[int], typer.Option("--lora-r", help="LoRA rank r.", rich_help_panel=PANEL)]),
+    ("batch_size", Annotated[Optional[int], typer.Option("--batch-size", min=1, help="per_device_train_batch_size.", rich_help_panel=PANEL)]),
+    ("seq_len", Annotated[Optional[int], typer.Option("--seq-len", min=1, help="max_seq_length (padded tokens per sample).", rich_help_panel=PANEL)]),
+    ("grad_accum", Annotated[Optional[int], typer.Option("--grad-accum", min=1, help="gradient_accumulation_steps.", rich_help_panel=PANEL)]),
+    ("lora_r", Annotated[Optional[int], typer.Option("--lora-r", min=1, help="LoRA rank r.", rich_help_panel=PANEL)]),
     ("load_in_4bit", Annotated[Optional[bool], typer.Option("--load-in-4bit/--no-load-in-4bit", help="QLoRA 4-bit base weights.", show_default=False, rich_help_panel=PANEL)]),
     ("gc", Annotated[Optional[str], typer.Option("--gc", help="Gradient checkpointing: true, false or unsloth.", rich_help_panel=PANEL)]),
     ("optim", Annotated[Optional[str], typer.Option("--optim", help="Optimizer, e.g. adamw_8bit, adamw_torch.", rich_help_panel=PANEL)]),
     ("precision", Annotated[Optional[str], typer.Option("--precision", help="bf16, fp16 or fp32.", rich_help_panel=PANEL)]),
     ("framework", Annotated[Optional[str], typer.Option("--framework", help="unsloth or transformers.", rich_help_panel=PANEL)]),
     ("packing", Annotated[Optional[bool], typer.Option("--packing/--no-packing", help="SFT packing.", show_default=False, rich_help_panel=PANEL)]),
-    ("num_workers", Annotated[Optional[int], typer.Option("--num-workers", help="dataloader_num_workers.", rich_help_panel=PANEL)]),
+    ("num_workers", Annotated[Optional[int], typer.Option("--num-workers", min=0, help="dataloader_num_workers.", rich_help_panel=PANEL)]),
 ]
 
 
