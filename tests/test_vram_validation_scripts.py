@@ -33,7 +33,17 @@ def test_grid_covers_models_quantization_gc_batch_seq_and_unsloth():
     assert len({r["id"] for r in rows}) == len(rows)
 
 
-@pytest.mark.parametrize("row", grid_mod.grid(smoke=False), ids=lambda r: r["id"])
+ALL_SETS = [(n, r) for n in (0, 1, 2, 3) for r in grid_mod.grid(smoke=False, holdout=n)]
+
+
+def test_every_model_of_every_set_has_a_shape_and_a_family():
+    for _n, row in ALL_SETS:
+        assert grid_mod.shape_for(row["model"]) is not None, row["model"]
+    families = {grid_mod.FAMILY.get(r["model"], "llama") for _n, r in ALL_SETS}
+    assert families == {"llama", "qwen2", "mistral", "gemma2"}
+
+
+@pytest.mark.parametrize("row", [r for _n, r in ALL_SETS], ids=[f"set{n}-{r['id']}" for n, r in ALL_SETS])
 def test_estimate_for_each_row(row):
     e = grid_mod.estimate_row(row, {"unsloth": "2026.10.9", "trl": "1.15.0", "transformers": "5.17.0"}, 80 * 2 ** 30)
     assert 0 < e["low"] < e["mid"] <= e["high"]
@@ -80,3 +90,17 @@ def test_report_keeps_the_hand_written_part_above_the_marker():
     assert "new table" in out and "old table" not in out
     fresh = report_mod.with_preamble(None, generated)       # a first report gets a title and the marker
     assert fresh.startswith("# VRAM estimator validation") and report_mod.MARKER in fresh
+
+
+@pytest.mark.parametrize("family", ["qwen2", "mistral", "gemma2"])
+def test_other_family_checkpoints_build_and_train_on_cpu(family, tmp_path):
+    """The --holdout 3 path on CPU: a random checkpoint of the family's own config class, loaded the
+    way the GPU rows load it (eager attention for Gemma 2), trains two steps."""
+    pytest.importorskip("peft")
+    model = next(m for m, f in grid_mod.FAMILY.items() if f == family)
+    made = grid_mod.make_checkpoint({"device": "cpu", "ckpt": str(tmp_path), "family": family, "shape": grid_mod.TINY})
+    assert made["status"] == "ok"
+    assert json.loads((tmp_path / "config.json").read_text())["model_type"] == family
+    res = grid_mod.child({"device": "cpu", "ckpt": str(tmp_path), "model": model, "framework": "transformers",
+                          "quant": "none", "gc": "hf", "batch": 2, "seq": 32, "steps": 2})
+    assert res["status"] == "ok" and len(res["steps"]) == 2 and res["trainable_params"] > 0

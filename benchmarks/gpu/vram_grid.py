@@ -5,7 +5,8 @@
 
 Each grid row runs in a fresh child process (peaks never leak between rows), with a per-row
 timeout; an OOM is recorded, not fatal. Models are Llama-shaped with random weights built from a
-config (Llama-3.2-1B and Llama-3.1-8B shapes, no download), saved once under --ckpt-dir with a
+config (Llama-3.2-1B and Llama-3.1-8B shapes; Qwen, Mistral and Gemma ones with --holdout 3; no
+download), saved once under --ckpt-dir with a
 WordLevel tokenizer (Unsloth loads a tokenizer from the model directory). Per row: measured peak
 reserved / allocated after >= 2 optimizer steps (so optimizer state exists), the process's CUDA
 context (the driver's per-process memory minus reserved, from NVML or nvidia-smi; else a context
@@ -33,7 +34,13 @@ if str(REPO) not in sys.path:
 
 MARK = "@@VRAM-ROW@@"
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-MODELS = {"1b": "llama-3.2-1b", "8b": "llama-3.1-8b"}
+MODELS = {"1b": "llama-3.2-1b", "8b": "llama-3.1-8b",
+          # other families (the estimator knows them only by shape): --holdout 3
+          "qwen2.5-7b": "qwen2.5-7b", "qwen2.5-1.5b": "qwen2.5-1.5b", "mistral-7b": "mistral-7b-v0.3",
+          "gemma-2-2b": "gemma-2-2b"}
+# transformers model_type of each model's random checkpoint (llama unless named)
+FAMILY = {"qwen2.5-7b": "qwen2", "qwen2.5-1.5b": "qwen2", "mistral-7b": "mistral", "gemma-2-2b": "gemma2"}
+NO_SDPA = {"gemma2"}      # transformers 5.x: "Gemma2ForCausalLM does not support ... scaled_dot_product_attention"
 TINY = dict(hidden=64, intermediate=176, layers=2, heads=4, kv_heads=2, head_dim=16, vocab=1000, tied_embeddings=True)
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
                "UNSLOTH_DISABLE_STATISTICS": "1", "TOKENIZERS_PARALLELISM": "false", "DOCTOR_OFFLINE": "1"}
@@ -52,6 +59,14 @@ def grid(smoke: bool, holdout: int = 0) -> list[dict]:
             add("tiny", "transformers", quant, "hf", 2, 64, 120)
             add("tiny", "transformers", quant, "off", 2, 64, 120)
         add("tiny", "unsloth", "4bit", "unsloth", 2, 64, 240)
+        return rows
+    if holdout == 3:
+        # other model families, measured against the constants calibrated on Llama shapes only
+        add("qwen2.5-7b", "transformers", "4bit", "hf", 2, 2048, 200)
+        add("mistral-7b", "transformers", "4bit", "hf", 2, 2048, 200)
+        add("gemma-2-2b", "transformers", "none", "hf", 2, 2048, 150)
+        add("qwen2.5-1.5b", "transformers", "none", "off", 2, 1024, 150)
+        add("qwen2.5-7b", "unsloth", "4bit", "unsloth", 2, 2048, 300)
         return rows
     if holdout == 2:
         # second held-out set: shapes in neither earlier grid, measured after the constants were
@@ -310,7 +325,8 @@ def load_hf(spec: dict, cuda: bool):
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM
 
-    kw = {"attn_implementation": "sdpa"}
+    # what transformers picks by default: SDPA, except for families it has no SDPA path for (Gemma 2)
+    kw = {"attn_implementation": "eager" if FAMILY.get(spec.get("model")) in NO_SDPA else "sdpa"}
     if spec["quant"] == "4bit":
         from transformers import BitsAndBytesConfig
 
@@ -351,23 +367,27 @@ def load_unsloth(spec: dict):
 
 
 def make_checkpoint(spec: dict) -> dict:
-    """A random-weight Llama of the row's shape + a WordLevel tokenizer, saved once."""
+    """A random-weight model of the row's shape and family + a WordLevel tokenizer, saved once."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
 
     s = spec["shape"]
-    cfg = LlamaConfig(hidden_size=s["hidden"], intermediate_size=s["intermediate"], num_hidden_layers=s["layers"],
-                      num_attention_heads=s["heads"], num_key_value_heads=s["kv_heads"], head_dim=s["head_dim"],
-                      vocab_size=s["vocab"], tie_word_embeddings=s["tied_embeddings"], max_position_embeddings=131072,
-                      rope_theta=500000.0, bos_token_id=3, eos_token_id=2, pad_token_id=1)
+    family = spec.get("family") or "llama"
+    extra = {"max_position_embeddings": 131072, "rope_theta": 500000.0} if family == "llama" else \
+        {"max_position_embeddings": 32768}
+    cfg = AutoConfig.for_model(family, hidden_size=s["hidden"], intermediate_size=s["intermediate"],
+                               num_hidden_layers=s["layers"], num_attention_heads=s["heads"],
+                               num_key_value_heads=s["kv_heads"], head_dim=s["head_dim"], vocab_size=s["vocab"],
+                               tie_word_embeddings=s["tied_embeddings"], bos_token_id=3, eos_token_id=2,
+                               pad_token_id=1, **extra)
     dev = "cuda" if spec["device"] == "cuda" else "cpu"
     torch.manual_seed(0)
     t0 = time.time()
     old = torch.get_default_dtype()
     torch.set_default_dtype(torch.bfloat16)
     with torch.device(dev):
-        model = LlamaForCausalLM(cfg)
+        model = AutoModelForCausalLM.from_config(cfg)
     torch.set_default_dtype(old)
     out = Path(spec["ckpt"])
     out.mkdir(parents=True, exist_ok=True)
@@ -439,7 +459,7 @@ def main(argv=None) -> int:
     ap.add_argument("out_dir", type=Path, nargs="?")
     ap.add_argument("--cpu-smoke", action="store_true", help="tiny model on CPU: exercise every code path")
     ap.add_argument("--holdout", type=int, nargs="?", const=1, default=0,
-                    help="a held-out set: 1 (before recalibration) or 2 (after it)")
+                    help="a held-out set: 1 (before recalibration), 2 (after it), 3 (other model families)")
     ap.add_argument("--only", choices=["hf", "unsloth"], help="run only the transformers or the Unsloth rows")
     ap.add_argument("--budget-s", type=float, default=540.0, help="skip rows that would start after this")
     ap.add_argument("--site", default="/tmp/site" if Path("/tmp/site").is_dir() else None,
@@ -485,7 +505,7 @@ def main(argv=None) -> int:
         if (path / "config.json").exists():
             continue
         shape = shape_for(model)
-        spec = {"make_checkpoint": True, "device": device, "ckpt": str(path),
+        spec = {"make_checkpoint": True, "device": device, "ckpt": str(path), "family": FAMILY.get(model),
                 "shape": {k: getattr(shape, k) for k in TINY}}
         made = run_child(spec, 300, env)
         results.setdefault("checkpoints", {})[model] = made
