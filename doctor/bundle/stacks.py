@@ -17,11 +17,17 @@ def strip_locals(obj: Any) -> Any:
     return obj
 
 
+def _is_secret_local(v: Any) -> bool:
+    """A py-spy local whose name says credential (api_key, hf_token, password ...)."""
+    from doctor.bundle.redact import is_secret_key
+
+    return isinstance(v, dict) and is_secret_key(str(v.get("name", "")))
+
+
 def mask_secret_locals(obj: Any, counts: Optional[Counter] = None) -> Any:
-    """Keep py-spy "locals", but blank the value of every variable whose name says credential
-    (api_key, hf_token, password ...): its repr has no shape the pattern redactor could know.
-    The bundle writer then redacts the rest like any other text."""
-    from doctor.bundle.redact import is_secret_key, placeholder
+    """Keep py-spy "locals", but blank the value of every credential-named one: its repr has no
+    shape the pattern redactor could know. The bundle writer then redacts the rest like any text."""
+    from doctor.bundle.redact import placeholder
 
     counts = Counter() if counts is None else counts
     if isinstance(obj, dict):
@@ -29,7 +35,7 @@ def mask_secret_locals(obj: Any, counts: Optional[Counter] = None) -> Any:
         if isinstance(out.get("locals"), list):
             masked = []
             for v in out["locals"]:
-                if isinstance(v, dict) and is_secret_key(str(v.get("name", ""))):
+                if _is_secret_local(v):
                     counts["secret-local"] += 1
                     v = dict(v, repr=placeholder("secret-local"))
                 masked.append(v)
@@ -42,13 +48,10 @@ def mask_secret_locals(obj: Any, counts: Optional[Counter] = None) -> Any:
 
 def secret_local_values(obj: Any) -> list[str]:
     """The values (repr without its quotes) of every credential-named py-spy local in obj."""
-    from doctor.bundle.redact import is_secret_key
-
     found: list[str] = []
     if isinstance(obj, dict):
-        for v in obj.get("locals") or []:
-            if isinstance(v, dict) and is_secret_key(str(v.get("name", ""))) and isinstance(v.get("repr"), str):
-                found.append(v["repr"].strip().strip("'\""))
+        found += [v["repr"].strip().strip("'\"") for v in obj.get("locals") or []
+                  if _is_secret_local(v) and isinstance(v.get("repr"), str)]
         for k, v in obj.items():
             if k != "locals":
                 found += secret_local_values(v)
