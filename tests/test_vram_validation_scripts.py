@@ -33,13 +33,13 @@ def test_grid_covers_models_quantization_gc_batch_seq_and_unsloth():
     assert len({r["id"] for r in rows}) == len(rows)
 
 
-ALL_SETS = [(n, r) for n in (0, 1, 2, 3) for r in grid_mod.grid(smoke=False, holdout=n)]
+ALL_SETS = [(n, r) for n in (0, 1, 2, 3, 4) for r in grid_mod.grid(smoke=False, holdout=n)]
 
 
 def test_every_model_of_every_set_has_a_shape_and_a_family():
     for _n, row in ALL_SETS:
         assert grid_mod.shape_for(row["model"]) is not None, row["model"]
-    families = {grid_mod.FAMILY.get(r["model"], "llama") for _n, r in ALL_SETS}
+    families = {grid_mod.family(r["model"]) for _n, r in ALL_SETS}
     assert families == {"llama", "qwen2", "mistral", "gemma2"}
 
 
@@ -97,7 +97,7 @@ def test_other_family_checkpoints_build_and_train_on_cpu(family, tmp_path):
     """The --holdout 3 path on CPU: a random checkpoint of the family's own config class, loaded the
     way the GPU rows load it (eager attention for Gemma 2), trains two steps."""
     pytest.importorskip("peft")
-    model = next(m for m, f in grid_mod.FAMILY.items() if f == family)
+    model = next(r["model"] for _n, r in ALL_SETS if grid_mod.family(r["model"]) == family)
     made = grid_mod.make_checkpoint({"device": "cpu", "ckpt": str(tmp_path), "family": family, "shape": grid_mod.TINY})
     assert made["status"] == "ok"
     assert json.loads((tmp_path / "config.json").read_text())["model_type"] == family

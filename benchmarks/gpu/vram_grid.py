@@ -38,9 +38,6 @@ MODELS = {"1b": "llama-3.2-1b", "8b": "llama-3.1-8b",
           # other families (the estimator knows them only by shape): --holdout 3
           "qwen2.5-7b": "qwen2.5-7b", "qwen2.5-1.5b": "qwen2.5-1.5b", "mistral-7b": "mistral-7b-v0.3",
           "gemma-2-2b": "gemma-2-2b"}
-# transformers model_type of each model's random checkpoint (llama unless named)
-FAMILY = {"qwen2.5-7b": "qwen2", "qwen2.5-1.5b": "qwen2", "mistral-7b": "mistral", "gemma-2-2b": "gemma2"}
-NO_SDPA = {"gemma2"}      # transformers 5.x: "Gemma2ForCausalLM does not support ... scaled_dot_product_attention"
 TINY = dict(hidden=64, intermediate=176, layers=2, heads=4, kv_heads=2, head_dim=16, vocab=1000, tied_embeddings=True)
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
                "UNSLOTH_DISABLE_STATISTICS": "1", "TOKENIZERS_PARALLELISM": "false", "DOCTOR_OFFLINE": "1"}
@@ -59,6 +56,12 @@ def grid(smoke: bool, holdout: int = 0) -> list[dict]:
             add("tiny", "transformers", quant, "hf", 2, 64, 120)
             add("tiny", "transformers", quant, "off", 2, 64, 120)
         add("tiny", "unsloth", "4bit", "unsloth", 2, 64, 240)
+        return rows
+    if holdout == 4:
+        # Gemma 2 without checkpointing: transformers' eager attention keeps every layer's scores
+        add("gemma-2-2b", "transformers", "none", "off", 1, 4096, 150)
+        add("gemma-2-2b", "transformers", "none", "off", 2, 2048, 150)
+        add("gemma-2-2b", "transformers", "4bit", "off", 1, 3072, 150)
         return rows
     if holdout == 3:
         # other model families, measured against the constants calibrated on Llama shapes only
@@ -113,6 +116,11 @@ def shape_for(model: str):
     return table_lookup(MODELS[model])
 
 
+def family(model: str) -> str:
+    """The transformers model_type the row's random checkpoint is built as (the table's, else llama)."""
+    return shape_for(model).model_type or "llama"
+
+
 def installed_versions(site: str | None) -> dict[str, str]:
     import importlib.metadata as md
 
@@ -156,7 +164,7 @@ def estimate_row(row: dict, versions: dict[str, str], gpu_total: int | None) -> 
         if edge == "mid":
             out["components"] = {c.key: int(c.bytes) for c in bd.components if c.at_peak}
             out["static"] = int(bd.static)
-            out["inputs"] = {"loss": inp.loss, "gc": inp.gc, "upcast": inp.upcast, "quant": inp.quant}
+            out["inputs"] = {"loss": inp.loss, "gc": inp.gc, "upcast": inp.upcast, "quant": inp.quant, "attn": inp.attn}
     out["assumptions"] = notes
     return out
 
@@ -326,7 +334,10 @@ def load_hf(spec: dict, cuda: bool):
     from transformers import AutoModelForCausalLM
 
     # what transformers picks by default: SDPA, except for families it has no SDPA path for (Gemma 2)
-    kw = {"attn_implementation": "eager" if FAMILY.get(spec.get("model")) in NO_SDPA else "sdpa"}
+    from doctor.config import defaults
+
+    no_sdpa = family(spec["model"]) in defaults.value("transformers.no-sdpa-model-types")
+    kw = {"attn_implementation": "eager" if no_sdpa else "sdpa"}
     if spec["quant"] == "4bit":
         from transformers import BitsAndBytesConfig
 
@@ -459,7 +470,8 @@ def main(argv=None) -> int:
     ap.add_argument("out_dir", type=Path, nargs="?")
     ap.add_argument("--cpu-smoke", action="store_true", help="tiny model on CPU: exercise every code path")
     ap.add_argument("--holdout", type=int, nargs="?", const=1, default=0,
-                    help="a held-out set: 1 (before recalibration), 2 (after it), 3 (other model families)")
+                    help="a held-out set: 1 (before recalibration), 2 (after it), 3 (other model families), "
+                         "4 (Gemma 2's eager attention)")
     ap.add_argument("--only", choices=["hf", "unsloth"], help="run only the transformers or the Unsloth rows")
     ap.add_argument("--budget-s", type=float, default=540.0, help="skip rows that would start after this")
     ap.add_argument("--site", default="/tmp/site" if Path("/tmp/site").is_dir() else None,
@@ -505,7 +517,7 @@ def main(argv=None) -> int:
         if (path / "config.json").exists():
             continue
         shape = shape_for(model)
-        spec = {"make_checkpoint": True, "device": device, "ckpt": str(path), "family": FAMILY.get(model),
+        spec = {"make_checkpoint": True, "device": device, "ckpt": str(path), "family": family(model),
                 "shape": {k: getattr(shape, k) for k in TINY}}
         made = run_child(spec, 300, env)
         results.setdefault("checkpoints", {})[model] = made

@@ -33,6 +33,7 @@ class ModelShape:
     source: str = ""                     # hf-cache:<path> | local:<path> | table:<hf id> | hub:<repo>
     prequantized: Optional[str] = None   # "4bit" | "8bit" when config.json carries a bnb quantization_config
     double_quant: Optional[bool] = None  # bnb_4bit_use_double_quant of a pre-quantized checkpoint
+    model_type: str = ""                 # config.json's model_type (llama, qwen2, gemma2 ...), "" if unknown
 
     @property
     def kv_dim(self) -> int:
@@ -124,7 +125,7 @@ def table_lookup(name: str) -> Optional[ModelShape]:
                       heads=row["heads"], kv_heads=row["kv_heads"], head_dim=row["head_dim"],
                       vocab=row["vocab"], tied_embeddings=row["tied_embeddings"],
                       fused_projections=row.get("fused_projections", False),
-                      name=row["hf_id"], source=f"table:{row['hf_id']}")
+                      name=row["hf_id"], source=f"table:{row['hf_id']}", model_type=row.get("model_type", ""))
 
 
 # -- config.json ------------------------------------------------------------------------------------
@@ -158,7 +159,7 @@ def shape_from_config(cfg: dict, name: str = "", source: str = "") -> ModelShape
         kv_heads=cfg.get("num_key_value_heads") or heads,
         head_dim=cfg.get("head_dim") or hidden // heads, vocab=vocab, tied_embeddings=bool(tied),
         fused_projections=model_type in ("phi3", "phi4", "phimoe"),
-        name=name, source=source, prequantized=prequant,
+        name=name, source=source, prequantized=prequant, model_type=model_type,
         double_quant=quant.get("bnb_4bit_use_double_quant") if prequant == "4bit" else None)
 
 

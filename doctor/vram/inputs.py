@@ -115,7 +115,7 @@ def inputs_for(cfg: TrainingConfig, facts) -> tuple[Inputs, Inputs, Inputs, list
         loss = "fused" if fused else "unsloth-logits" if fused is False else "unknown-unsloth"
     else:
         loss = "hf"
-    attn = cfg.attn_implementation or "sdpa"
+    attn = cfg.attn_implementation or _default_attn(cfg, unsloth, notes)
     mid = Inputs(batch_size=batch, seq_len=seq, framework=cfg.framework or "transformers", quant=quant,
                  double_quant=bool(double_quant), param_bytes=_param_bytes(cfg, facts, quant, notes),
                  upcast=False, full_finetune=full, lora_r=r, lora_targets=targets,
@@ -138,3 +138,14 @@ def inputs_for(cfg: TrainingConfig, facts) -> tuple[Inputs, Inputs, Inputs, list
             "all-linear", "qkv_proj", "gate_up_proj"}):
         notes.append(f"target_modules {list(targets)} not recognized: no adapter memory counted")
     return low, mid, high, notes
+
+
+def _default_attn(cfg: TrainingConfig, unsloth: bool, notes: list[str]) -> str:
+    """What an unset attn_implementation becomes: SDPA, except for the families transformers has no
+    SDPA path for (Gemma 2), which run eager attention and store every layer's score matrix."""
+    model_type = cfg.model_shape.model_type if cfg.model_shape is not None else ""
+    if not unsloth and model_type in defaults.value("transformers.no-sdpa-model-types"):
+        notes.append(f"attn_implementation not set: transformers runs {model_type} with eager attention "
+                     "(no SDPA), which stores batch x heads x seq^2 attention scores per layer")
+        return "eager"
+    return "sdpa"
