@@ -33,7 +33,7 @@ def test_grid_covers_models_quantization_gc_batch_seq_and_unsloth():
     assert len({r["id"] for r in rows}) == len(rows)
 
 
-ALL_SETS = [(n, r) for n in (0, 1, 2, 3, 4) for r in grid_mod.grid(smoke=False, holdout=n)]
+ALL_SETS = [(n, r) for n in (0, 1, 2, 3, 4, 5) for r in grid_mod.grid(smoke=False, holdout=n)]
 
 
 def test_every_model_of_every_set_has_a_shape_and_a_family():

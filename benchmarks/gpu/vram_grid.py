@@ -37,7 +37,7 @@ TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down
 MODELS = {"1b": "llama-3.2-1b", "8b": "llama-3.1-8b",
           # other families (the estimator knows them only by shape): --holdout 3
           "qwen2.5-7b": "qwen2.5-7b", "qwen2.5-1.5b": "qwen2.5-1.5b", "mistral-7b": "mistral-7b-v0.3",
-          "gemma-2-2b": "gemma-2-2b"}
+          "gemma-2-2b": "gemma-2-2b", "gemma-2-9b": "gemma-2-9b"}
 TINY = dict(hidden=64, intermediate=176, layers=2, heads=4, kv_heads=2, head_dim=16, vocab=1000, tied_embeddings=True)
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
                "UNSLOTH_DISABLE_STATISTICS": "1", "TOKENIZERS_PARALLELISM": "false", "DOCTOR_OFFLINE": "1"}
@@ -56,6 +56,13 @@ def grid(smoke: bool, holdout: int = 0) -> list[dict]:
             add("tiny", "transformers", quant, "hf", 2, 64, 120)
             add("tiny", "transformers", quant, "off", 2, 64, 120)
         add("tiny", "unsloth", "4bit", "unsloth", 2, 64, 240)
+        return rows
+    if holdout == 5:
+        # held out for the Gemma 2 terms fitted on set 4 (extra norms, soft-capped eager scores)
+        add("gemma-2-2b", "transformers", "none", "off", 1, 2048, 150)
+        add("gemma-2-2b", "transformers", "4bit", "off", 2, 1536, 150)
+        add("gemma-2-2b", "transformers", "none", "hf", 1, 8192, 150)
+        add("gemma-2-9b", "transformers", "4bit", "off", 1, 2048, 240)
         return rows
     if holdout == 4:
         # Gemma 2 without checkpointing: transformers' eager attention keeps every layer's scores
@@ -471,7 +478,7 @@ def main(argv=None) -> int:
     ap.add_argument("--cpu-smoke", action="store_true", help="tiny model on CPU: exercise every code path")
     ap.add_argument("--holdout", type=int, nargs="?", const=1, default=0,
                     help="a held-out set: 1 (before recalibration), 2 (after it), 3 (other model families), "
-                         "4 (Gemma 2's eager attention)")
+                         "4 (Gemma 2's eager attention), 5 (held out for set 4's terms)")
     ap.add_argument("--only", choices=["hf", "unsloth"], help="run only the transformers or the Unsloth rows")
     ap.add_argument("--budget-s", type=float, default=540.0, help="skip rows that would start after this")
     ap.add_argument("--site", default="/tmp/site" if Path("/tmp/site").is_dir() else None,

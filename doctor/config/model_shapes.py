@@ -35,6 +35,19 @@ class ModelShape:
     double_quant: Optional[bool] = None  # bnb_4bit_use_double_quant of a pre-quantized checkpoint
     model_type: str = ""                 # config.json's model_type (llama, qwen2, gemma2 ...), "" if unknown
 
+    def _family(self) -> dict:
+        from checks._data import load
+
+        return load("model_shapes").get("families", {}).get(self.model_type, {})
+
+    @property
+    def norms_per_layer(self) -> int:
+        return int(self._family().get("norms_per_layer", 2))
+
+    @property
+    def attn_softcap(self) -> bool:
+        return bool(self._family().get("attn_softcap", False))
+
     @property
     def kv_dim(self) -> int:
         return self.kv_heads * self.head_dim

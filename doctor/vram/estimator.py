@@ -143,9 +143,11 @@ def lora_params(shape: ModelShape, r: int, targets: tuple[str, ...]) -> int:
 def activation_bytes_per_token(shape: ModelShape, act: float = 2.0) -> float:
     """A_layer: what one decoder layer saves for backward, per token, with flash/SDPA attention:
     norm in/out, Q, K, V, attention out, o_proj in (attention); norm in/out, gate, silu, up, product
-    (MLP) = 2*(7h + 2kv + 4i) bytes for Llama (§1.3 C6)."""
+    (MLP) = 2*(7h + 2kv + 4i) bytes for Llama (§1.3 C6). Each norm beyond Llama's two (Gemma 2/3's
+    post-attention and post-feedforward norms, computed in fp32) keeps an fp32 input and its output."""
     h, i = shape.hidden, shape.intermediate
-    return act * (4 * h + 3 * shape.q_dim + 2 * shape.kv_dim + 4 * i)
+    extra_norms = max(0, shape.norms_per_layer - 2) * (4 + act) * h
+    return act * (4 * h + 3 * shape.q_dim + 2 * shape.kv_dim + 4 * i) + extra_norms
 
 
 def dropout_bytes_per_token(shape: ModelShape, targets: tuple[str, ...], act: float = 2.0) -> float:
@@ -217,8 +219,10 @@ def estimate(shape: ModelShape, inp: Inputs, k: Constants = MID) -> Breakdown:
         per_tok += dropout_bytes_per_token(shape, inp.lora_targets, act)
     layer = T * per_tok
     transient = 0.0
-    if inp.attn == "eager":   # probabilities saved (act bytes) + an fp32 softmax transient
-        layer += b * shape.heads * s * s * act
+    if inp.attn == "eager":
+        # per score: the fp32 softmax output and the probabilities for P@V are saved (+ the tanh
+        # output where logits are soft-capped, Gemma 2); an fp32 softmax transient on top
+        layer += b * shape.heads * s * s * (4 + act + (act if shape.attn_softcap else 0))
         transient = b * shape.heads * s * s * 4
     ckpt = L * h * act * T
 
