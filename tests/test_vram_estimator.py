@@ -71,9 +71,10 @@ def test_component_switches_move_the_right_component():
     drop = E.estimate(L8, replace(UNSLOTH_A, lora_dropout=0.05), DOC)
     assert drop.part("activations") - base.part("activations") == pytest.approx(1.25 * 4096 * 116_736)
     eager = E.estimate(L8, replace(UNSLOTH_A, attn="eager"), DOC)
-    # saved bf16 probabilities (x k_layer) + an fp32 softmax transient, per sequence: 2 x 32 heads x 2048^2
+    # saved fp32 softmax output + bf16 probabilities (x k_layer) + an fp32 softmax transient,
+    # per sequence: 2 x 32 heads x 2048^2
     assert eager.part("activations") - base.part("activations") == pytest.approx(
-        1.25 * 2 * 32 * 2048 ** 2 * 2 + 2 * 32 * 2048 ** 2 * 4)
+        1.25 * 2 * 32 * 2048 ** 2 * (4 + 2) + 2 * 32 * 2048 ** 2 * 4)
     off = E.estimate(L8, replace(UNSLOTH_A, gc="off"), DOC)
     assert off.part("activations") == pytest.approx(32 * 176_128 * 4096)     # "5.64 MB/token"
     assert off.host_offload == 0
@@ -169,3 +170,23 @@ def test_to_dict_is_bytes_with_every_component():
     assert d["total"]["low"] <= d["total"]["mid"] <= d["total"]["high"]
     assert d["gpu"]["free"] == 20 * GIB and d["verdict"] in ("fits", "tight", "does-not-fit")
     assert d["host_ram"]["offload_needed"] > 0 and d["units"] == "bytes"
+
+
+def test_gemma2_layers_keep_two_more_norms_and_soft_capped_scores():
+    from doctor.config.model_shapes import table_lookup
+
+    gemma = table_lookup("google/gemma-2-2b")
+    plain = replace(gemma, model_type="llama")             # the same sizes, Llama's layer
+    assert (gemma.norms_per_layer, gemma.attn_softcap) == (4, True)
+    assert (plain.norms_per_layer, plain.attn_softcap) == (2, False)
+    assert table_lookup("google/gemma-3-4b-pt").norms_per_layer == 4
+    assert not table_lookup("google/gemma-3-4b-pt").attn_softcap
+    # two fp32 norms more per layer: an fp32 input (4 bytes) and a bf16 output (2) each, per hidden unit
+    assert E.activation_bytes_per_token(gemma) - E.activation_bytes_per_token(plain) == 2 * (4 + 2) * 2304
+    inp = E.Inputs(batch_size=1, seq_len=4096, framework="transformers", quant="none", gc="off", attn="eager",
+                   lora_targets=E.ALL_PROJECTIONS)
+    diff = E.estimate(gemma, inp, DOC).part("activations") - E.estimate(plain, inp, DOC).part("activations")
+    # without checkpointing every layer's activations are alive at the peak (no k_layer factor)
+    norms = 26 * 4096 * 2 * (4 + 2) * 2304
+    softcap = 26 * 8 * 4096 ** 2 * 2                          # the tanh output of every layer's scores
+    assert diff == pytest.approx(norms + softcap)
