@@ -112,3 +112,12 @@ def test_run_terminal_shows_the_vram_and_patch_sections(tmp_path):
     r = invoke("run", REFERENCE, "--facts", SNAPSHOT, "--out", tmp_path, "--batch-size", "1")
     text = r.stdout.replace("\n", " ")
     assert "VRAM estimate" in text and "Patched config:" in text and "original untouched" in text
+
+
+def test_when_no_batch_fits_it_says_so(facts_file):
+    # Gemma 2 without checkpointing at 4096 tokens (eager attention): over 24 GiB even at batch 1
+    r = invoke("vram", "--model", "google/gemma-2-2b", "--gc", "false", "--seq-len", "4096", "--batch-size", "1",
+               "--gpu", "RTX 4090", "--facts", facts_file)
+    text = " ".join(r.stdout.split())
+    assert "does not fit" in text and "no batch fits at 4096 tokens" in text and "fits at 4096 tokens: 0" not in text
+    assert "eager attention" in text

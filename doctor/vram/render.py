@@ -79,8 +79,7 @@ def terminal_section(console: Console, est: VramEstimate) -> None:
         extras.append(f"host RAM for offloaded checkpoints: {gib(est.high.host_offload)}"
                       + (f" of {gib(est.host_ram_available)} available" if est.host_ram_available else ""))
     if est.max_batch_size is not None:
-        extras.append(f"largest batch that fits at {est.inputs.seq_len} tokens: {est.max_batch_size}; "
-                      f"longest sequence at batch {est.inputs.batch_size}: {est.max_seq_len}")
+        extras.append(fit_limits(est))
     if est.gpu_reserve >= 0.05 * 1024 ** 3:
         extras.append(f"usable = free minus {gib(est.gpu_reserve)}: {est.gpu_reserve_reason}")
     for e in extras + [f"assumed: {a}" for a in est.assumptions]:
@@ -105,7 +104,15 @@ def markdown_section(est: VramEstimate) -> str:
     if est.host_ram_needed:
         lines.append(f"- Host RAM for offloaded checkpoints: {gib(est.high.host_offload)}")
     if est.max_batch_size is not None:
-        lines.append(f"- Largest batch that fits at {est.inputs.seq_len} tokens: {est.max_batch_size}; "
-                     f"longest sequence at batch {est.inputs.batch_size}: {est.max_seq_len}")
+        lines.append(f"- {fit_limits(est)[0].upper()}{fit_limits(est)[1:]}")
     lines += [f"- Assumed: {a}" for a in est.assumptions]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def fit_limits(est) -> str:
+    """The largest batch and longest sequence that fit (the high estimate), or that nothing does."""
+    batch = (f"largest batch that fits at {est.inputs.seq_len} tokens: {est.max_batch_size}" if est.max_batch_size
+             else f"no batch fits at {est.inputs.seq_len} tokens")
+    seq = (f"longest sequence at batch {est.inputs.batch_size}: {est.max_seq_len}" if est.max_seq_len
+           else f"no sequence fits at batch {est.inputs.batch_size}")
+    return f"{batch}; {seq}"
