@@ -104,7 +104,8 @@ def markdown_section(est: VramEstimate) -> str:
     if est.host_ram_needed:
         lines.append(f"- Host RAM for offloaded checkpoints: {gib(est.high.host_offload)}")
     if est.max_batch_size is not None:
-        lines.append(f"- {fit_limits(est)[0].upper()}{fit_limits(est)[1:]}")
+        limits = fit_limits(est)
+        lines.append(f"- {limits[:1].upper()}{limits[1:]}")
     lines += [f"- Assumed: {a}" for a in est.assumptions]
     return "\n".join(lines).rstrip() + "\n"
 
