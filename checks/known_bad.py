@@ -11,11 +11,10 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, Optional
 
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.version import InvalidVersion, Version
-
 from checks import check
 from checks._data import load
+from checks._machine import gpus
+from checks._versions import matches
 from doctor.facts import Facts, canonical_name
 from doctor.findings import Finding, Severity
 
@@ -30,16 +29,11 @@ def installed_version(facts: Facts, name: str) -> Optional[str]:
 
 
 def _version_in(version: str, spec: str) -> bool:
-    try:
-        return SpecifierSet(spec).contains(Version(version), prereleases=True)
-    except (InvalidVersion, InvalidSpecifier):
-        return False
+    return matches(version, spec) is True          # unreadable versions or specifiers never match
 
 
 def _caps(facts: Facts) -> list[tuple[int, int]]:
-    caps = [tuple(g.capability) for g in facts.nvidia.gpus if g.capability]
-    caps += [tuple(d.capability) for d in facts.torch.devices if d.capability]
-    return [(int(c[0]), int(c[1])) for c in caps]
+    return [g.capability for g in gpus(facts) if g.capability]
 
 
 def _cap(value: str) -> tuple[int, int]:

@@ -250,3 +250,28 @@ def test_run_with_a_log_reports_the_message_after_its_cause(tmp_path):
 def test_run_with_a_missing_log_is_a_usage_error(tmp_path):
     run = run_doctor(["run", "--facts", "examples/facts/h100-real.json", "--log", str(tmp_path / "nope.log")])
     assert run.returncode == 2 and "--log: no such file" in run.stderr
+
+
+def test_gpu_capability_conditions():
+    row = next(r for r in ROWS if r["id"] == "kb.unsloth-vllm-old-gpu")
+    old = linux_gpu(name="NVIDIA GeForce GTX 1070", cap=(6, 1), unsloth="2025.3.19", vllm="0.8.2")
+    new = linux_gpu(name="NVIDIA A100-SXM4-80GB", cap=(8, 0), unsloth="2025.3.19", vllm="0.8.2")
+    assert row_matches(old, row) is not None and row_matches(new, row) is None
+
+
+def test_bundle_carries_the_log_matches_and_analyze_matches_again(tmp_path):
+    (tmp_path / "train.log").write_text("step 1\nRuntimeError: CUDA error: no kernel image is available for execution on the device\n")
+    (tmp_path / "later.txt").write_text("ImportError: x.so: undefined symbol: _ZN3c104cuda9SetDeviceEi\n")
+    out = tmp_path / "b.zip"
+    made = run_doctor(["bundle", "--facts", "examples/facts/rtx5090-old-torch.json", "--log", str(tmp_path / "train.log"),
+                       "--out", str(out)])
+    assert made.returncode == 0, made.stderr
+    from bundle_helpers import read_members
+
+    facts = json.loads(read_members(out)["facts.json"])
+    assert [m["signature"] for m in facts["log_matches"]] == ["sig.no-kernel-image"]
+    run = run_doctor(["analyze", str(out), "--log", str(tmp_path / "later.txt"), "--json"])
+    assert run.returncode == 1, run.stderr
+    order = [f["id"] for f in run.json()["findings"]]
+    assert {"log.no-kernel-image", "log.undefined-symbol"} <= set(order)
+    assert order.index("arch.no-kernel-image") < order.index("log.no-kernel-image")
