@@ -5,7 +5,10 @@ tests/corpus_helpers.py does, run every check, and ask whether the confirmed cau
 finding (top-1) or among the first three (top-3). Prints the score; with --write, rewrites
 benchmarks/diagnosis-corpus.md (numbers, date, the misses and what ranked above them).
 
-    PYTHONPATH=. python benchmarks/score_corpus.py [--write]
+    PYTHONPATH=. python benchmarks/score_corpus.py [--write] [--facts-dir DIR]
+
+--facts-dir writes each record's snapshot as DIR/<id>.json (and its log excerpt as DIR/<id>.log),
+so a record replays through the CLI: `doctor run --facts DIR/<id>.json --log DIR/<id>.log`.
 """
 from __future__ import annotations
 
@@ -112,6 +115,16 @@ def main(argv: list[str]) -> int:
     for r in s["rows"]:
         if r["rank"] != 1:
             print(f"  miss {r['id']}: expected {r['expect']} at {r['rank']}; top3 {r['top3']}")
+    if "--facts-dir" in argv:
+        out_dir = Path(argv[argv.index("--facts-dir") + 1])
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for rec in load_records():
+            facts = record_facts(rec)
+            facts.log_matches = []          # the CLI matches the .log itself
+            facts.save(out_dir / f"{rec['id']}.json")
+            if rec.get("log"):
+                (out_dir / f"{rec['id']}.log").write_text(rec["log"] + "\n")
+        print(f"wrote {len(load_records())} snapshots to {out_dir}")
     if "--write" in argv:
         out = ROOT / "benchmarks" / "diagnosis-corpus.md"
         out.write_text(render(s))

@@ -60,17 +60,32 @@ FACT_CONDITIONS: dict[str, Callable[[Facts, Any], bool]] = {
 
 def row_matches(facts: Facts, row: dict) -> Optional[dict[str, str]]:
     """{package: installed version} when the row applies to these facts, else None."""
+    return combination_matches(row, lambda name: installed_version(facts, name), facts)
+
+
+def combination_matches(row: dict, version_of: Callable[[str], Optional[str]],
+                        facts: Optional[Facts] = None) -> Optional[dict[str, str]]:
+    """The row against any set of versions (installed, or a resolver's candidate pins):
+    {package: version} when every `when` entry holds and, given facts, every `facts` condition;
+    without facts the conditions are assumed to hold (a resolver must avoid the row anywhere)."""
     versions: dict[str, str] = {}
     for name, spec in row["when"].items():
-        v = installed_version(facts, name)
+        v = version_of(canonical_name(name))
         if v is None or not _version_in(v, spec):
             return None
         versions[name] = v
-    for key, value in row.get("facts", {}).items():
-        cond = FACT_CONDITIONS.get(key)
-        if cond is None or not cond(facts, value):
-            return None
+    if facts is not None:
+        for key, value in row.get("facts", {}).items():
+            cond = FACT_CONDITIONS.get(key)
+            if cond is None or not cond(facts, value):
+                return None
     return versions
+
+
+def rows_hit_by(pins: dict[str, str], facts: Optional[Facts] = None) -> list[dict]:
+    """For the one-install-command resolver: the rows a set of pins {name: version} would hit."""
+    norm = {canonical_name(k): v for k, v in pins.items()}
+    return [r for r in rows() if combination_matches(r, norm.get, facts) is not None]
 
 
 def rows() -> list[dict]:

@@ -275,3 +275,14 @@ def test_bundle_carries_the_log_matches_and_analyze_matches_again(tmp_path):
     order = [f["id"] for f in run.json()["findings"]]
     assert {"log.no-kernel-image", "log.undefined-symbol"} <= set(order)
     assert order.index("arch.no-kernel-image") < order.index("log.no-kernel-image")
+
+
+def test_a_resolver_can_ask_which_rows_a_set_of_pins_hits():
+    from checks.known_bad import rows_hit_by
+
+    hit = {r["id"] for r in rows_hit_by({"Unsloth": "2025.2.5", "TRL": "0.15.0", "transformers": "4.48.3"})}
+    assert "kb.unsloth-trl-0.15.0" in hit
+    assert not {r["id"] for r in rows_hit_by({"unsloth": "2025.2.5", "trl": "0.14.0"})} & {"kb.unsloth-trl-0.15.0"}
+    # without facts, platform rows count (a resolver avoids them everywhere); with Linux facts they do not
+    assert "kb.bitsandbytes-windows-before-0.43" in {r["id"] for r in rows_hit_by({"bitsandbytes": "0.41.1"})}
+    assert "kb.bitsandbytes-windows-before-0.43" not in {r["id"] for r in rows_hit_by({"bitsandbytes": "0.41.1"}, linux_gpu())}

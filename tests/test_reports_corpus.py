@@ -71,3 +71,17 @@ def test_a_record_with_a_config_is_checked_with_it():
     ids = [f.id for f in run_checks(record_facts(rec), record_config(rec))]
     assert ids[0] == "wsl.pinned-memory-offload", ids
     assert "log.cuda-oom" in ids and ids.index("log.cuda-oom") > 0
+
+
+def test_a_record_replays_through_the_cli_with_the_same_top_finding(tmp_path):
+    """The snapshot the scorer builds is an ordinary facts file: `doctor run --facts --log` agrees."""
+    from probe_helpers import run_doctor
+
+    rec = next(r for r in RECORDS if r["id"] == "pytorch-167244")
+    facts = record_facts(rec)
+    facts.log_matches = []
+    facts.save(tmp_path / "f.json")
+    (tmp_path / "r.log").write_text(rec["log"])
+    run = run_doctor(["run", "--facts", str(tmp_path / "f.json"), "--log", str(tmp_path / "r.log"), "--json"])
+    assert run.returncode == 1, run.stderr
+    assert run.json()["findings"][0]["id"] == rec["expect"] == run_checks(record_facts(rec))[0].id
