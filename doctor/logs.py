@@ -45,3 +45,14 @@ def attach_log_matches(facts, logs: list[tuple[str, str]]) -> None:
     from checks._logmatch import match_logs
 
     facts.log_matches = match_logs(logs)
+
+
+def apply_logs(facts, paths, bundled: list[tuple[str, str]] = ()) -> None:
+    """`--log` for run and analyze: read the tails, match them (with any logs a bundle carried) into
+    facts.log_matches; a log that could not be read fully is one line on stderr."""
+    import sys
+
+    notes: list[str] = []
+    attach_log_matches(facts, list(bundled) + read_logs(paths, notes))
+    for note in notes:
+        sys.stderr.write(f"note: {note}\n")

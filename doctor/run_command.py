@@ -117,7 +117,7 @@ def run_doctor(config: Optional[Path], facts_path: Optional[Path], save_facts: O
         unknown = [c for c in only if c not in known]
         if unknown:
             raise DoctorError(f"unknown check id(s): {', '.join(unknown)} (see `doctor checks`)", exitcodes.USAGE)
-    from doctor.logs import attach_log_matches, check_log_paths, read_logs
+    from doctor.logs import apply_logs, check_log_paths
 
     check_log_paths(logs)
     cfg = None
@@ -126,10 +126,7 @@ def run_doctor(config: Optional[Path], facts_path: Optional[Path], save_facts: O
 
         cfg = load_config(config, overrides)
     facts = obtain_facts(facts_path)
-    notes: list[str] = []
-    attach_log_matches(facts, read_logs(logs, notes))
-    for note in notes:
-        sys.stderr.write(f"note: {note}\n")
+    apply_logs(facts, logs)
     if save_facts is not None:
         save_facts.parent.mkdir(parents=True, exist_ok=True)
         facts.save(save_facts)

@@ -60,18 +60,13 @@ def bundle_logs(contents: A.BundleContents) -> list[tuple[str, str]]:
 def analyze_bundle(path: Path, json_out: bool = False, markdown: Optional[Path] = None, logs=None) -> int:
     """Today's checks over the bundle; its logs, and any --log given here, matched again with
     today's signatures (a newer doctor knows more messages)."""
-    import sys
-
-    from doctor.logs import attach_log_matches, check_log_paths, read_logs
+    from doctor.logs import apply_logs, check_log_paths
     from doctor.run_command import build_report, emit
 
     check_log_paths(logs)
     contents = A.open_bundle(path)
     facts = contents.facts()
-    notes: list[str] = []
-    attach_log_matches(facts, bundle_logs(contents) + read_logs(logs, notes))
-    for note in notes:
-        sys.stderr.write(f"note: {note}\n")
+    apply_logs(facts, logs, bundled=bundle_logs(contents))
     cfg = bundle_config(contents)
     report, term, md = build_report(facts, cfg, command="analyze", write_patch=False)
     manifest = contents.manifest
