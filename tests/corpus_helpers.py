@@ -8,7 +8,6 @@ log excerpt goes through the log matcher the CLI uses (`doctor run --log`), into
 """
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 from typing import Optional
@@ -76,8 +75,7 @@ def record_facts(rec: dict) -> Facts:
         p.shm_total = p.shm_free = None
         for g in f.nvidia.gpus:
             g.driver_model, g.display_active = "WDDM", True
-        f.libcuda = copy.deepcopy(f.libcuda)
-        f.libcuda.ldconfig_paths, f.libcuda.resolved = [], None
+        f.libcuda.ldconfig_paths, f.libcuda.resolved = [], None      # no ldconfig on Windows
     elif os_kind == "colab":
         f.platform.colab = True
         f.platform.os_name = "Ubuntu 22.04.4 LTS"

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import re
 
-import pytest
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
@@ -15,7 +14,7 @@ from checks.known_bad import FACT_CONDITIONS, KNOWN_BAD, known_bad, row_matches
 from checks.log_signatures import KNOWN_ISSUE_MESSAGE, log_signatures
 from checks_helpers import as_wsl2, ids, linux_gpu, snapshot
 from doctor.engine import run_checks
-from doctor.facts import Facts, LogMatch, canonical_name
+from doctor.facts import Facts, canonical_name
 from doctor.findings import Finding, Severity, explained_by, rank
 from probe_helpers import run_doctor
 
