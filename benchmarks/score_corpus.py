@@ -42,6 +42,18 @@ MISS_WHY = {
 }
 
 
+# Blind checks: records added from threads no table cited, scored before anything was changed.
+HISTORY = [
+    "2026-12-03, first scoring (38 records): top-1 33/38, top-3 34/38.",
+    "2026-12-03, 5 records added from uncited threads and scored before any change: 3/5 top-1 "
+    "(miss-alignment-107, pytorch-180101, bitsandbytes-879 hit; unsloth-1772 and sglang-18644 missed: "
+    "no signature for Triton's missing C compiler / Python.h). The signature was added afterwards "
+    "(sig.triton-no-compiler, a top user problem in shared/knowledge/field-2026.md), so those two no "
+    "longer count as blind. One builder default was fixed at the same time (a CUDA 12.9 torch gets a "
+    "575 driver, not 570).",
+]
+
+
 def score(records=None) -> dict:
     records = load_records() if records is None else records
     rows = []
@@ -103,6 +115,7 @@ def render(s: dict) -> str:
         if r["rank"] != 1:
             lines.append(f"| [{r['id']}]({r['link']}) | `{r['expect']}` | {r['rank'] or 'absent'} | "
                          + ", ".join(f"`{i}`" for i in r["top3"]) + f" | {MISS_WHY.get(r['id'], '')} |")
+    lines += ["", "## History", ""] + [f"- {h}" for h in HISTORY]
     lines += ["", "## Insufficient records (kept, not scored)", ""]
     lines += [f"- {rid}: {why}" for rid, why in s["insufficient"]]
     return "\n".join(lines) + "\n"

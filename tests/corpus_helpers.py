@@ -29,9 +29,12 @@ def sufficient(records: list[dict]) -> list[dict]:
 
 
 def _default_driver(cuda: Optional[str]) -> tuple[str, str]:
-    """A driver new enough for the torch build (the report named none): 580 for CUDA 13, else 570."""
+    """A driver new enough for the torch build (the report named none): 580 for CUDA 13, 575 for
+    12.9, else 570."""
     if cuda and int(cuda.split(".")[0]) >= 13:
         return "580.82.07", "13.0"
+    if cuda == "12.9":
+        return "575.57.08", "12.9"
     return "570.133.07", "12.8"
 
 
