@@ -285,3 +285,22 @@ def test_a_resolver_can_ask_which_rows_a_set_of_pins_hits():
     # without facts, platform rows count (a resolver avoids them everywhere); with Linux facts they do not
     assert "kb.bitsandbytes-windows-before-0.43" in {r["id"] for r in rows_hit_by({"bitsandbytes": "0.41.1"})}
     assert "kb.bitsandbytes-windows-before-0.43" not in {r["id"] for r in rows_hit_by({"bitsandbytes": "0.41.1"}, linux_gpu())}
+
+
+def test_log_lines_in_a_bundle_are_redacted(tmp_path):
+    """The matched log line enters facts and findings: the bundle's redaction must cover it."""
+    from bundle_helpers import leaks, planted_facts
+
+    facts = planted_facts("zyxuser", "zyxhost", "/home/zyxuser", {})
+    facts.save(tmp_path / "f.json")
+    (tmp_path / "t.log").write_text(
+        "ImportError: /home/zyxuser/proj/.venv/lib/python3.10/site-packages/flash_attn_2_cuda.cpython-310-x86_64"
+        "-linux-gnu.so: undefined symbol: _ZN3c104cuda9SetDeviceEi (on zyxhost)\n")
+    out = tmp_path / "b.zip"
+    made = run_doctor(["bundle", "--facts", str(tmp_path / "f.json"), "--log", str(tmp_path / "t.log"), "--out", str(out)])
+    assert made.returncode == 0, made.stderr
+    from bundle_helpers import read_members
+
+    facts_json = json.loads(read_members(out)["facts.json"])
+    assert any(m["signature"] == "sig.undefined-symbol" for m in facts_json["log_matches"])
+    assert not leaks(out, ["/home/zyxuser"], ["zyxuser", "zyxhost"])
