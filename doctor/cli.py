@@ -77,12 +77,13 @@ def run(
     gpu: Annotated[Optional[str], typer.Option("--gpu", help='What-if: estimate for this GPU instead of the local one, e.g. "RTX 2080 Ti".')] = None,
     only: Annotated[Optional[List[str]], typer.Option("--check", help="Run only this check id (repeatable). See `doctor checks`.")] = None,
     overrides: ConfigOverrides = None,
+    log: Annotated[Optional[List[Path]], typer.Option("--log", help="A training log or pasted traceback to match against known messages (repeatable; last 2 MiB read).")] = None,
 ) -> int:
     """Check this machine (and a training config, if given): a ranked remediation report."""
     from doctor.run_command import run_doctor
 
     return run_doctor(config=config, facts_path=facts, save_facts=save_facts, json_out=json_out,
-                      markdown=markdown, out_dir=out, gpu=gpu, only=only, overrides=overrides)
+                      markdown=markdown, out_dir=out, gpu=gpu, only=only, overrides=overrides, logs=log)
 
 
 @app.command("checks")

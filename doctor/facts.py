@@ -139,6 +139,15 @@ class LibcudaInfo:
 
 
 @dataclass
+class LogMatch:
+    """One line of a training log or traceback (`--log`, a bundle's logs) that matched a known
+    signature; the text itself stays out of the facts, only the matched line (trimmed)."""
+    signature: str                       # id of a checks/data/log_signatures.json row, or a known_bad row
+    line: str = ""                       # the matching line, at most 300 characters
+    source: str = ""                     # file name the line came from (no directory)
+
+
+@dataclass
 class Facts(JsonRecord):
     schema_version: int = FACTS_SCHEMA_VERSION
     doctor_version: str = ""
@@ -152,6 +161,7 @@ class Facts(JsonRecord):
     libcuda: LibcudaInfo = field(default_factory=LibcudaInfo)
     probes: list[ProbeStatus] = field(default_factory=list)
     whatif_gpu: Optional[str] = None             # set by `--gpu NAME`: the GPU comes from a table, not a probe
+    log_matches: list[LogMatch] = field(default_factory=list)   # known signatures found in a given log
 
     # -- convenience for checks (pure reads) --
     def version(self, package: str) -> Optional[str]:

@@ -51,6 +51,7 @@ class Finding(JsonRecord):
     confidence: float = 0.8      # 0..1: how sure the evidence makes us
     fix_cost: int = 2            # 1 = one flag/env var, 2 = reinstall/config, 3 = hardware/OS change
     check: str = ""              # the check that produced it (filled in by the engine)
+    explains: list[str] = field(default_factory=list)   # ids of findings this one is the cause of
 
     def sort_key(self) -> tuple:
         return (self.severity.rank, -self.confidence, self.fix_cost, self.id)
@@ -58,7 +59,35 @@ class Finding(JsonRecord):
 
 
 def rank(findings: list[Finding]) -> list[Finding]:
-    return sorted(findings, key=Finding.sort_key)
+    """Severity, confidence, fix cost; then causes before symptoms: a finding that explains others
+    moves up to just before the first of them, even across severity (a driver too old, error,
+    before `torch.cuda.is_available()` False, critical). The symptoms stay where they were."""
+    by_id: dict[str, list[Finding]] = {}
+    for f in findings:
+        by_id.setdefault(f.id, []).append(f)
+
+    def effective(f: Finding, seen: frozenset = frozenset()) -> tuple:
+        """(best key of f and all it explains, -depth): a cause of a cause comes first."""
+        best = (f.sort_key(), 0)
+        for sid in f.explains:
+            if sid in seen or sid == f.id:
+                continue        # an explanation cycle: ignore the back edge
+            for s in by_id.get(sid, ()):
+                key, depth = effective(s, seen | {f.id})
+                best = min(best, (key, depth - 1))
+        return best
+
+    return sorted(findings, key=lambda f: (effective(f), f.sort_key()))
+
+
+def explained_by(findings: list[Finding]) -> dict[int, list[int]]:
+    """For renderers: position of a symptom -> positions of the findings that explain it."""
+    out: dict[int, list[int]] = {}
+    for i, cause in enumerate(findings):
+        for j, f in enumerate(findings):
+            if i != j and f.id in cause.explains:
+                out.setdefault(j, []).append(i)
+    return out
 
 
 def worst_severity(findings: list[Finding]) -> Optional[Severity]:

@@ -109,7 +109,7 @@ def emit(report: Report, term_sections, md_sections, json_out: bool, markdown: O
 
 def run_doctor(config: Optional[Path], facts_path: Optional[Path], save_facts: Optional[Path],
                json_out: bool, markdown: Optional[Path], out_dir: Optional[Path], gpu: Optional[str],
-               only, overrides: Optional[ConfigOverrides]) -> int:
+               only, overrides: Optional[ConfigOverrides], logs=None) -> int:
     if only:
         from checks import all_checks
 
@@ -117,12 +117,16 @@ def run_doctor(config: Optional[Path], facts_path: Optional[Path], save_facts: O
         unknown = [c for c in only if c not in known]
         if unknown:
             raise DoctorError(f"unknown check id(s): {', '.join(unknown)} (see `doctor checks`)", exitcodes.USAGE)
+    from doctor.logs import apply_logs, check_log_paths
+
+    check_log_paths(logs)
     cfg = None
     if config is not None or (overrides is not None and overrides.any()):
         from doctor.config.loader import load_config
 
         cfg = load_config(config, overrides)
     facts = obtain_facts(facts_path)
+    apply_logs(facts, logs)
     if save_facts is not None:
         save_facts.parent.mkdir(parents=True, exist_ok=True)
         facts.save(save_facts)

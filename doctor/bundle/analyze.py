@@ -51,11 +51,22 @@ def bundle_config(contents: A.BundleContents):
     return cfg
 
 
-def analyze_bundle(path: Path, json_out: bool = False, markdown: Optional[Path] = None) -> int:
+def bundle_logs(contents: A.BundleContents) -> list[tuple[str, str]]:
+    """(file name, text) of the logs a bundle carries (`doctor bundle --log`), already redacted."""
+    return [(name[len("logs/"):], contents.text(name) or "") for name in sorted(contents.members)
+            if name.startswith("logs/")]
+
+
+def analyze_bundle(path: Path, json_out: bool = False, markdown: Optional[Path] = None, logs=None) -> int:
+    """Today's checks over the bundle; its logs, and any --log given here, matched again with
+    today's signatures (a newer doctor knows more messages)."""
+    from doctor.logs import apply_logs, check_log_paths
     from doctor.run_command import build_report, emit
 
+    check_log_paths(logs)
     contents = A.open_bundle(path)
     facts = contents.facts()
+    apply_logs(facts, logs, bundled=bundle_logs(contents))
     cfg = bundle_config(contents)
     report, term, md = build_report(facts, cfg, command="analyze", write_patch=False)
     manifest = contents.manifest

@@ -25,7 +25,6 @@ from doctor.exitcodes import DoctorError
 from doctor.facts import Facts
 from doctor.findings import Finding, rank
 
-LOG_TAIL_BYTES = 2 * 1024 * 1024       # the end of a training log is where the traceback is
 _REPO = re.compile(r"^[A-Za-z0-9_.\-]+/[A-Za-z0-9_.\-]+$")
 
 
@@ -104,6 +103,11 @@ def gather(opts: BundleOptions, work_dir: Path) -> Gathered:
 
         cfg = load_config(opts.config, opts.overrides)
     g = Gathered(facts=facts, config=cfg)
+    for log in opts.logs:       # before the checks: the log's known messages become findings
+        g.logs.append((Path(log).name, _read_tail(Path(log), g.notes)))
+    from doctor.logs import attach_log_matches
+
+    attach_log_matches(facts, g.logs)
     report, _term, md = build_report(facts, cfg, command="bundle", out_dir=work_dir / "patch", write_patch=cfg is not None)
     g.report, g.md_sections = report, md
     g.patch = _patch_of(report)
@@ -120,8 +124,6 @@ def gather(opts: BundleOptions, work_dir: Path) -> Gathered:
     else:   # pip, nvidia-smi and dmesg would describe this machine, not the one the facts describe
         g.notes.append("pip list/freeze, nvidia-smi and kernel messages not collected: --facts was given, "
                        "and they would describe this machine rather than the one in the facts")
-    for log in opts.logs:
-        g.logs.append((Path(log).name, _read_tail(Path(log), g.notes)))
     return g
 
 
@@ -183,18 +185,9 @@ def _target_python(pid: Optional[int], environ: dict[str, str]) -> Optional[str]
 
 
 def _read_tail(path: Path, notes: list[str]) -> str:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, 2)
-            size = fh.tell()
-            fh.seek(max(0, size - LOG_TAIL_BYTES))
-            data = fh.read()
-    except OSError as exc:
-        notes.append(f"log {path.name}: cannot read: {exc.strerror or exc}")
-        return ""
-    if size > LOG_TAIL_BYTES:
-        notes.append(f"log {path.name}: only the last {LOG_TAIL_BYTES // 1024 // 1024} MiB of {size // 1024 // 1024} MiB kept")
-    return data.decode("utf-8", errors="replace")
+    from doctor.logs import read_tail
+
+    return read_tail(path, notes)
 
 
 # ---------------------------------------------------------------- writing

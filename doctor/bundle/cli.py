@@ -37,8 +37,9 @@ def register(app, handles_errors, with_config_flags):
         bundle: Annotated[Path, typer.Argument(help="A doctor-bundle-*.zip.", show_default=False)],
         json_out: Annotated[bool, typer.Option("--json", help="Print the versioned JSON envelope.")] = False,
         markdown: Annotated[Optional[Path], typer.Option("--markdown", help="Also write the report as Markdown.")] = None,
+        log: Annotated[Optional[List[Path]], typer.Option("--log", help="A training log or pasted traceback to match as well (repeatable).")] = None,
     ) -> int:
         """Re-run today's checks on a bundle's facts and config, offline."""
         from doctor.bundle.analyze import analyze_bundle
 
-        return analyze_bundle(bundle, json_out=json_out, markdown=markdown)
+        return analyze_bundle(bundle, json_out=json_out, markdown=markdown, logs=log)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from typing import Optional, Sequence
 
-from doctor.findings import Finding
+from doctor.findings import Finding, explained_by
 from doctor.report.envelope import Report
 from doctor.report.summary import summary_rows
 
@@ -32,8 +32,9 @@ def details(summary: str, body: str, lang: Optional[str] = None) -> str:
     return f"<details>\n<summary>{html_text(summary)}</summary>\n\n{inner}\n\n</details>\n"
 
 
-def finding_md(n: int, f: Finding) -> str:
-    lines = [f"{n}. **[{f.severity.value}] {f.title}** (`{f.id}`)"]
+def finding_md(n: int, f: Finding, causes: Sequence[int] = ()) -> str:
+    lines = [f"{n}. **[{f.severity.value}] {f.title}** (`{f.id}`)"
+             + (" explained by " + ", ".join(f"#{c}" for c in causes) if causes else "")]
     if f.why:
         lines.append(f"   - Why: {f.why}")
     if f.evidence:
@@ -65,5 +66,6 @@ def render_markdown(report: Report, sections: Sequence[str] = (), title: str = "
     parts.append("### Findings\n")
     parts.append(", ".join(f"{v} {k}" for k, v in counts.items() if v) or "No problems found.")
     parts.append("")
-    parts += [finding_md(n, f) for n, f in enumerate(report.findings, 1)]
+    causes = explained_by(report.findings)
+    parts += [finding_md(n, f, [c + 1 for c in causes.get(n - 1, [])]) for n, f in enumerate(report.findings, 1)]
     return "\n".join(parts).rstrip() + "\n"

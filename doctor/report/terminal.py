@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from doctor.exitcodes import MEANINGS
-from doctor.findings import Finding, Severity
+from doctor.findings import Finding, Severity, explained_by
 from doctor.report.envelope import Report
 from doctor.report.summary import summary_rows
 
@@ -28,12 +28,15 @@ def make_console(file=None, width: Optional[int] = None) -> Console:
     return Console(file=file, width=width, highlight=False, soft_wrap=False)
 
 
-def render_finding(console: Console, n: int, f: Finding, verbose: bool = True) -> None:
+def render_finding(console: Console, n: int, f: Finding, verbose: bool = True,
+                   causes: Sequence[int] = ()) -> None:
     head = Text()
     head.append(f"{n:>2}. ", style="bold")
     head.append(f"[{ICON[f.severity]} {f.severity.value}] ", style=STYLE[f.severity])
     head.append(f.title, style="bold")
     head.append(f"  ({f.id})", style="dim")
+    if causes:
+        head.append("  explained by " + ", ".join(f"#{c}" for c in causes), style="bold")
     console.print(head)
     # label | text, indented, so wrapped lines hang under their text rather than at column 0
     body = Table.grid(padding=(0, 1))
@@ -79,8 +82,9 @@ def render_report(report: Report, console: Console, sections: Sequence[Section] 
     console.print()
     if not report.findings:
         console.print(Text("✔ No problems found.", style="bold green"))
+    causes = explained_by(report.findings)
     for n, f in enumerate(report.findings, 1):
-        render_finding(console, n, f, verbose=verbose)
+        render_finding(console, n, f, verbose=verbose, causes=[c + 1 for c in causes.get(n - 1, [])])
         console.print()
     counts = report.counts()
     line = ", ".join(f"{v} {k}" for k, v in counts.items() if v) or "no findings"
