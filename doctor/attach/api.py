@@ -39,4 +39,6 @@ def diagnose_pid(pid: int, *, samples: int = 3, interval_s: float = 0.25, native
 
 def diagnose_snapshot(snapshot: Snapshot) -> AttachReport:
     """Classify recorded data (a live sample, a --save-dumps snapshot, the GPU fixtures)."""
-    return classify(snapshot)
+    from doctor.attach.ranks import add_to_report
+
+    return add_to_report(classify(snapshot), snapshot)

@@ -80,11 +80,46 @@ def gpu_lines(report: AttachReport) -> list[str]:
     return lines
 
 
+RANK_COLUMNS = ("rank", "pid", "state", "collective", "call site / where")
+
+
+def rank_rows(report: AttachReport) -> list[tuple[str, ...]]:
+    """The line-up of a distributed job's ranks (doctor/attach/ranks.py), one row per rank."""
+    lu = report.ranks or {}
+    first, odd = lu.get("first"), set(lu.get("odd") or [])
+    out = []
+    for r in lu.get("rows") or []:
+        mark = " ←" if r["rank"] == first else (" *" if r["rank"] in odd else "")
+        label = (f"{r['host']}/" if r.get("host") else "") + f"{r['rank']}{mark}"
+        state = r.get("state") or "?"
+        if state == "gone" and r.get("exit_code") is not None:
+            state = f"gone (exit {r['exit_code']})"
+        where = r.get("site") or "" if r.get("collective") else (r.get("where") or r.get("cause") or "")
+        out.append((label, str(r.get("pid") or "-"), state, r.get("collective") or "-", where))
+    return out
+
+
+def _rank_head(report: AttachReport) -> str:
+    lu = report.ranks or {}
+    head = f"Ranks: world size {lu.get('world_size') or '?'}, {len([r for r in lu.get('rows') or [] if r.get('state') != 'gone'])} alive here"
+    if lu.get("first") is not None:
+        head += f"; rank {lu['first']} diverged first (by {lu.get('first_by')}, marked ←)"
+    return head
+
+
 def terminal_section(report: AttachReport):
     def section(console: Console) -> None:
         console.print(Text(f"Situation: {report.situation}", style="bold"))
         for line in gpu_lines(report):
             console.print(Text("  " + line, style="dim" if line.startswith("not readable") else ""))
+        if report.ranks:
+            console.print(Text(_rank_head(report), style="bold"))
+            t = Table(box=None, show_header=True, header_style="dim", padding=(0, 1))
+            for col in RANK_COLUMNS:
+                t.add_column(col, no_wrap=col != RANK_COLUMNS[-1])
+            for row in rank_rows(report):
+                t.add_row(*(escape(c) for c in row))
+            console.print(t)
         for p in report.processes:
             console.print(Text(_proc_head(p), style="bold"))
             console.print(Text("  " + p.cmdline[:120], style="dim"))
@@ -117,6 +152,10 @@ def terminal_section(report: AttachReport):
 def markdown_section(report: AttachReport) -> str:
     lines = ["### Process tree", "", f"Situation: **{report.situation}**, primary cause `{report.cause}`.", ""]
     lines += [f"- {md_escape_cell(g)}" for g in gpu_lines(report)] + [""]
+    if report.ranks:
+        lines += [md_escape_cell(_rank_head(report)), "", "| " + " | ".join(RANK_COLUMNS) + " |",
+                  "|" + "---|" * len(RANK_COLUMNS)]
+        lines += ["| " + " | ".join(md_escape_cell(c) for c in row) + " |" for row in rank_rows(report)] + [""]
     for p in report.processes:
         lines.append(f"- **{md_escape_cell(_proc_head(p))}**: `{md_escape_cell(p.cmdline[:160])}`")
         if p.skipped:
