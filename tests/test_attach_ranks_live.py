@@ -5,65 +5,19 @@ from __future__ import annotations
 
 import json
 import os
-import select
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
-from attach_helpers import FIXTURES, READY_TIMEOUT_S, kill_and_assert_gone, tree_pids
+from attach_helpers import kill_and_assert_gone, rank_pids, start_ranks_job, tree_pids
 from doctor.attach.api import diagnose_pid
 from doctor.proctree import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 pytest.importorskip("torch.distributed")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_job(spawn, mode: str, nproc: int, odd: int, env_extra: dict | None = None) -> subprocess.Popen:
-    """torchrun (python -m torch.distributed.run) with nproc gloo ranks; returns once every live rank
-    printed READY and every rank process sleeps (in its collective, or its DataLoader)."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", **(env_extra or {}))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port",
-           str(_free_port()), "--monitor_interval", "0.5", str(FIXTURES / "ranks_job.py"), mode, str(odd)]
-    proc = spawn(cmd, env=env, cwd=str(FIXTURES), stderr=subprocess.DEVNULL)
-    want = nproc - (1 if mode == "dead" else 0)
-    seen: set[str] = set()
-    buf = b""
-    deadline = time.monotonic() + READY_TIMEOUT_S * 2
-    fd = proc.stdout.fileno()
-    while len(seen) < want:
-        assert time.monotonic() < deadline, f"only {sorted(seen)} of {want} ranks READY"
-        assert proc.poll() is None, f"torchrun exited with {proc.returncode}"
-        if select.select([fd], [], [], 0.5)[0]:      # raw reads: several ranks' lines come in one chunk
-            buf += os.read(fd, 65536)
-            seen |= {ln.split()[1].decode() for ln in buf.splitlines() if ln.startswith(b"READY ")}
-
-    def ranks_asleep() -> bool:
-        kids = psutil.Process(proc.pid).children(recursive=True)
-        return len(kids) >= want and all(k.status() in ("sleeping", "disk-sleep", "zombie") for k in kids)
-    assert wait_for(ranks_asleep, 60.0), "the ranks never settled"
-    time.sleep(1.0)         # READY comes just before the blocking call
-    return proc
-
-
-def rank_pids(proc) -> dict[int, int]:
-    out = {}
-    for k in psutil.Process(proc.pid).children():
-        try:
-            out[int(k.environ()["RANK"])] = k.pid
-        except (KeyError, psutil.Error):
-            pass
-    return out
 
 
 def _finding(report, fid):
@@ -72,7 +26,7 @@ def _finding(report, fid):
 
 def test_four_ranks_one_skipped_a_collective_named_by_stacks_and_flight_recorder(spawn, tmp_path):
     prefix = str(tmp_path / "fr_rank_")
-    proc = start_job(spawn, "skip", 4, 2, {"TORCH_FR_BUFFER_SIZE": "200", "TORCH_FR_DUMP_TEMP_FILE": prefix})
+    proc = start_ranks_job(spawn, "skip", 4, 2, {"TORCH_FR_BUFFER_SIZE": "200", "TORCH_FR_DUMP_TEMP_FILE": prefix})
     pids = tree_pids(proc.pid)
     try:
         Path(prefix + "go").touch()              # the "watchdog" writes every rank's dump
@@ -97,7 +51,7 @@ def test_four_ranks_one_skipped_a_collective_named_by_stacks_and_flight_recorder
 
 
 def test_two_ranks_one_stuck_in_its_dataloader_from_a_rank_pid_through_the_cli(spawn, tmp_path):
-    proc = start_job(spawn, "dataloader", 2, 1)
+    proc = start_ranks_job(spawn, "dataloader", 2, 1)
     pids = tree_pids(proc.pid)
     try:
         r0 = rank_pids(proc)[0]
@@ -119,7 +73,7 @@ def test_two_ranks_one_stuck_in_its_dataloader_from_a_rank_pid_through_the_cli(s
 
 
 def test_four_ranks_one_gone_the_others_wait_for_it(spawn):
-    proc = start_job(spawn, "dead", 4, 3)
+    proc = start_ranks_job(spawn, "dead", 4, 3)
     pids = tree_pids(proc.pid)
     try:
         report = diagnose_pid(proc.pid, samples=1, gpu=False, timeout_s=90)
