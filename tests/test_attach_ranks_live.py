@@ -80,7 +80,7 @@ def test_four_ranks_one_gone_the_others_wait_for_it(spawn):
         lu = report.ranks
         assert lu is not None and lu["verdict"] == "dead-rank" and lu["missing"] == [3], lu
         f = _finding(report, "attach.ranks.dead-rank")
-        assert f is not None and f.title.startswith("Rank 3 is gone: 3 of 4 ranks on this host are alive")
+        assert f is not None and f.title.startswith("Rank 3 is gone: 3 of the 4 ranks expected here are alive")
         live = [r for r in lu["rows"] if r["state"] != "gone"]
         assert len(live) == 3 and all(r["collective"] for r in live), live
     finally:

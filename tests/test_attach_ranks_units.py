@@ -49,7 +49,7 @@ def test_the_line_up_is_in_the_terminal_and_markdown_reports_and_the_json():
     console = Console(record=True, width=140)
     terminal_section(report)(console)
     text = console.export_text()
-    assert "rank 2 diverged first (by flight recorder" in text
+    assert "Ranks: world size 4, 4 alive; rank 2 diverged first (by flight recorder" in text
     assert re.search(r"^\s*2 ←\s+\d+\s+S\s+barrier\s+ranks_job\.py:\d+", text, re.M), text
     assert len(re.findall(r"all_reduce\s+ranks_job\.py", text)) == 3
     md = markdown_section(report)
@@ -146,7 +146,7 @@ def test_a_zombie_rank_gives_its_exit_status():
     rep = diagnose_snapshot(snap)
     assert rep.ranks["missing"] == [2]
     f = next(f for f in rep.findings if f.id == "attach.ranks.dead-rank")
-    assert f.title == "Rank 2 is gone: 2 of 3 ranks on this host are alive (exit status 1)"
+    assert f.title == "Rank 2 is gone: 2 of the 3 ranks expected here are alive (exit status 1)"
     assert "all_reduce at train.py:40" in f.why
 
 

@@ -73,6 +73,11 @@ def _data() -> dict:
             "rendezvous": re.compile(raw["rendezvous_functions"])}
 
 
+def verdict_rows() -> dict[str, dict]:
+    """The finding rows of rank_lineup.json by id (also used by `doctor analyze` over several nodes)."""
+    return _data()["rows"]
+
+
 def verdict_ids() -> list[str]:
     """Every finding id the line-up can emit (for documentation and the contract test)."""
     return [f"attach.ranks.{r}" for r in _data()["rows"]]
@@ -183,7 +188,7 @@ def _zombie_exit(snap: Snapshot, missing: list[int]) -> dict[int, int]:
 def build(parts: list[tuple[AttachReport, Snapshot, str]]) -> Optional[Lineup]:
     """The line-up over one host (one part) or several (one part per node). None: not a distributed job."""
     rows: list[RankRow] = []
-    missing: list[int] = []
+    missing: list[tuple[str, int]] = []
     world = expected = None
     flight_on = False
     errors: list[str] = []
@@ -193,7 +198,7 @@ def build(parts: list[tuple[AttachReport, Snapshot, str]]) -> Optional[Lineup]:
         w, n, miss = _layout(snap, mine)
         world = world or w
         expected = (expected or 0) + (n or len(mine)) if (n or mine) else expected
-        missing += miss
+        missing += [(host, m) for m in miss]
         exits.update(_zombie_exit(snap, miss))
         rows += mine
         flight_on |= any(fr.enabled(p.dist_env) for p in snap.processes if p.role.startswith("rank "))
@@ -203,10 +208,10 @@ def build(parts: list[tuple[AttachReport, Snapshot, str]]) -> Optional[Lineup]:
         return None
     if world is not None and world <= 1 and not missing:
         return None
-    lu = Lineup(rows=rows, world_size=world, expected_here=expected, missing=sorted(set(missing)),
+    lu = Lineup(rows=rows, world_size=world, expected_here=expected, missing=sorted({m for _h, m in missing}),
                 flight_on=flight_on, flight_errors=errors)
-    for m in lu.missing:
-        lu.rows.append(RankRow(rank=m, pid=None, state="gone", exit_code=exits.get(m)))
+    for host, m in sorted(set(missing)):
+        lu.rows.append(RankRow(rank=m, pid=None, host=host, state="gone", exit_code=exits.get(m)))
     lu.rows.sort(key=lambda r: (r.host, r.rank))
     _judge(lu)
     return lu

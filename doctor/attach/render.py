@@ -83,9 +83,8 @@ def gpu_lines(report: AttachReport) -> list[str]:
 RANK_COLUMNS = ("rank", "pid", "state", "collective", "call site / where")
 
 
-def rank_rows(report: AttachReport) -> list[tuple[str, ...]]:
-    """The line-up of a distributed job's ranks (doctor/attach/ranks.py), one row per rank."""
-    lu = report.ranks or {}
+def rank_rows(lu: dict) -> list[tuple[str, ...]]:
+    """The line-up of a distributed job's ranks (doctor/attach/ranks.py Lineup.to_dict()), one row per rank."""
     first, odd = lu.get("first"), set(lu.get("odd") or [])
     out = []
     for r in lu.get("rows") or []:
@@ -99,12 +98,27 @@ def rank_rows(report: AttachReport) -> list[tuple[str, ...]]:
     return out
 
 
-def _rank_head(report: AttachReport) -> str:
-    lu = report.ranks or {}
-    head = f"Ranks: world size {lu.get('world_size') or '?'}, {len([r for r in lu.get('rows') or [] if r.get('state') != 'gone'])} alive here"
+def rank_head(lu: dict) -> str:
+    alive = len([r for r in lu.get("rows") or [] if r.get("state") != "gone"])
+    head = f"Ranks: world size {lu.get('world_size') or '?'}, {alive} alive"
     if lu.get("first") is not None:
         head += f"; rank {lu['first']} diverged first (by {lu.get('first_by')}, marked ←)"
     return head
+
+
+def print_rank_table(console: Console, lu: dict) -> None:
+    console.print(Text(rank_head(lu), style="bold"))
+    t = Table(box=None, show_header=True, header_style="dim", padding=(0, 1))
+    for col in RANK_COLUMNS:
+        t.add_column(col, no_wrap=col != RANK_COLUMNS[-1])
+    for row in rank_rows(lu):
+        t.add_row(*(escape(c) for c in row))
+    console.print(t)
+
+
+def rank_table_markdown(lu: dict) -> list[str]:
+    lines = [md_escape_cell(rank_head(lu)), "", "| " + " | ".join(RANK_COLUMNS) + " |", "|" + "---|" * len(RANK_COLUMNS)]
+    return lines + ["| " + " | ".join(md_escape_cell(c) for c in row) + " |" for row in rank_rows(lu)] + [""]
 
 
 def terminal_section(report: AttachReport):
@@ -113,13 +127,7 @@ def terminal_section(report: AttachReport):
         for line in gpu_lines(report):
             console.print(Text("  " + line, style="dim" if line.startswith("not readable") else ""))
         if report.ranks:
-            console.print(Text(_rank_head(report), style="bold"))
-            t = Table(box=None, show_header=True, header_style="dim", padding=(0, 1))
-            for col in RANK_COLUMNS:
-                t.add_column(col, no_wrap=col != RANK_COLUMNS[-1])
-            for row in rank_rows(report):
-                t.add_row(*(escape(c) for c in row))
-            console.print(t)
+            print_rank_table(console, report.ranks)
         for p in report.processes:
             console.print(Text(_proc_head(p), style="bold"))
             console.print(Text("  " + p.cmdline[:120], style="dim"))
@@ -153,9 +161,7 @@ def markdown_section(report: AttachReport) -> str:
     lines = ["### Process tree", "", f"Situation: **{report.situation}**, primary cause `{report.cause}`.", ""]
     lines += [f"- {md_escape_cell(g)}" for g in gpu_lines(report)] + [""]
     if report.ranks:
-        lines += [md_escape_cell(_rank_head(report)), "", "| " + " | ".join(RANK_COLUMNS) + " |",
-                  "|" + "---|" * len(RANK_COLUMNS)]
-        lines += ["| " + " | ".join(md_escape_cell(c) for c in row) + " |" for row in rank_rows(report)] + [""]
+        lines += rank_table_markdown(report.ranks)
     for p in report.processes:
         lines.append(f"- **{md_escape_cell(_proc_head(p))}**: `{md_escape_cell(p.cmdline[:160])}`")
         if p.skipped:

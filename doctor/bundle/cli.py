@@ -34,11 +34,15 @@ def register(app, handles_errors, with_config_flags):
     @app.command("analyze")
     @handles_errors
     def analyze(
-        bundle: Annotated[Path, typer.Argument(help="A doctor-bundle-*.zip.", show_default=False)],
+        bundle: Annotated[List[Path], typer.Argument(help="A doctor-bundle-*.zip; or, for a multi-node job, a folder (or several files) of each node's `doctor run --save-facts` and `doctor attach --save-dumps` output.", show_default=False)],
         json_out: Annotated[bool, typer.Option("--json", help="Print the versioned JSON envelope.")] = False,
         markdown: Annotated[Optional[Path], typer.Option("--markdown", help="Also write the report as Markdown.")] = None,
     ) -> int:
-        """Re-run today's checks on a bundle's facts and config, offline."""
+        """Re-run today's checks on a bundle's facts and config, offline; or compare the nodes of a job."""
         from doctor.bundle.analyze import analyze_bundle
 
-        return analyze_bundle(bundle, json_out=json_out, markdown=markdown)
+        if len(bundle) == 1 and not bundle[0].is_dir() and bundle[0].suffix != ".json":
+            return analyze_bundle(bundle[0], json_out=json_out, markdown=markdown)
+        from doctor.bundle.nodes import analyze_nodes
+
+        return analyze_nodes(list(bundle), json_out=json_out, markdown=markdown)
