@@ -34,7 +34,7 @@ LOGGER = SITE + "torch/distributed/c10d_logger.py"
     ("skip-4-flight", "skipped-collective", 2, "flight recorder"),
     ("skip-2", "skipped-collective", 1, "stacks"),
     ("dataloader-4", "rank-in-dataloader", 3, "stacks"),
-    ("dead-4", "dead-rank", 3, "missing"),
+    ("dead-4", "dead-rank", 3, "its process is gone"),
 ])
 def test_recorded_torchrun_jobs_replay_to_the_same_verdict(name, verdict, first, by):
     report = diagnose_snapshot(load_snapshot(RECORDED / f"{name}.snapshot.json"))

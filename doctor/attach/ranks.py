@@ -54,7 +54,7 @@ class Lineup:
     missing: list[int] = field(default_factory=list)      # global ranks expected here and not alive
     odd: list[int] = field(default_factory=list)          # the ranks not where the majority is
     first: Optional[int] = None          # the rank that diverged first, when it can be told
-    first_by: str = ""                   # "flight recorder" | "stacks" | "missing"
+    first_by: str = ""                   # "flight recorder" | "stacks" | "its process is gone"
     verdict: Optional[str] = None        # the rank_lineup.json verdict id
     flight_on: bool = False              # the job records collectives (env of its ranks)
     flight_errors: list[str] = field(default_factory=list)
@@ -228,7 +228,7 @@ def _judge(lu: Lineup) -> None:
     lu.odd = [r.rank for r in live if r.key != major]
     laggard = _flight_laggard(live)
     if lu.missing:
-        lu.first, lu.first_by, lu.verdict = lu.missing[0], "missing", "dead-rank"
+        lu.first, lu.first_by, lu.verdict = lu.missing[0], "its process is gone", "dead-rank"
         return
     if not lu.odd:
         lu.verdict = "all-in-collective"
@@ -304,8 +304,8 @@ def findings(lu: Lineup) -> list[Finding]:
         values["detail"] = f" (world size {lu.world_size}: the other nodes' ranks are not seen from here)"
     if lu.verdict:
         ev = _evidence(lu)
-        conf = 0.9 if lu.first_by in ("flight recorder", "missing") else (0.6 if any("evenly" in n for n in lu.notes)
-                                                                          else 0.8)
+        even_split = any("evenly" in n for n in lu.notes)
+        conf = 0.9 if lu.first_by in ("flight recorder", "its process is gone") else (0.6 if even_split else 0.8)
         out.append(make_finding(f"ranks.{lu.verdict}", rows[lu.verdict], values, ev, conf))
     fr_rows = [r for r in lu.rows if r.flight.get("enqueued") is not None]
     if fr_rows:
@@ -330,7 +330,8 @@ def _flight_finding(lu: Lineup, fr_rows: list[RankRow], row: dict, values: dict)
         lag, detail = fr_rows[0].rank, "and every other rank issued the same collectives"
         detail = f"issued {fr_rows[0].flight['enqueued']} collectives, {detail}"
     return make_finding("ranks.flight-recorder", row, dict(values, rank=lag, detail=detail),
-                        {"per rank": counts, **({"unreadable": "; ".join(lu.flight_errors)} if lu.flight_errors else {})},
+                        {"per rank": counts,
+                         **({"unreadable": "; ".join(lu.flight_errors)} if lu.flight_errors else {})},
                         0.9)
 
 

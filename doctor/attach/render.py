@@ -117,7 +117,8 @@ def print_rank_table(console: Console, lu: dict) -> None:
 
 
 def rank_table_markdown(lu: dict) -> list[str]:
-    lines = [md_escape_cell(rank_head(lu)), "", "| " + " | ".join(RANK_COLUMNS) + " |", "|" + "---|" * len(RANK_COLUMNS)]
+    lines = [md_escape_cell(rank_head(lu)), "", "| " + " | ".join(RANK_COLUMNS) + " |",
+             "|" + "---|" * len(RANK_COLUMNS)]
     return lines + ["| " + " | ".join(md_escape_cell(c) for c in row) + " |" for row in rank_rows(lu)] + [""]
 
 

@@ -135,7 +135,8 @@ def analyze_nodes(paths: list[Path], json_out: bool = False, markdown: Optional[
     findings = []
     table = ranks.verdict_rows()
     if differ:
-        detail = "; ".join(f"{d}: " + ", ".join(f"{r['node']} {r[d]}" for r in rows if r[d] is not None) for d in differ)
+        detail = "; ".join(f"{d}: " + ", ".join(f"{r['node']} {r[d]}" for r in rows if r[d] is not None)
+                           for d in differ)
         findings.append(make_finding("ranks.nodes-differ", table["nodes-differ"], {"detail": detail},
                                      {d: {r["node"]: r[d] for r in rows} for d in differ}, 0.9))
     parts = []
