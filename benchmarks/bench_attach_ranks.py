@@ -100,7 +100,10 @@ def main() -> int:
                      f"{r['first']} ({r['by']}) | {statistics.median(r['cli']):.2f} ({min(r['cli']):.2f}-"
                      f"{max(r['cli']):.2f}) | {r['inproc']:.2f} | {r['start']:.1f} |")
     lines += ["", "Findings as printed:", ""] + [f"- {r['name']}: {r['title']}" for r in results]
-    (ROOT / "benchmarks" / "attach-ranks.md").write_text("\n".join(lines) + "\n")
+    md = ROOT / "benchmarks" / "attach-ranks.md"
+    old = md.read_text() if md.exists() else ""
+    gpu = old[old.index("\n## NCCL"):] if "\n## NCCL" in old else ""   # the GPU section is kept as written
+    md.write_text("\n".join(lines) + "\n" + gpu)
     print("\n".join(lines))
     return 0 if all(r["first"] == r["odd"] for r in results) else 1
 

@@ -188,3 +188,17 @@ def test_every_verdict_row_is_sourced_and_reachable():
     used = set(re.findall(r'"((?:rank|dead|skipped|all|flight|nodes)-[a-z-]+)"', code))
     assert used <= ids, used - ids
     assert set(ranks.verdict_ids()) == {f"attach.ranks.{i}" for i in ids}
+
+
+def test_ranks_that_move_between_samples_are_not_waiting_in_a_collective():
+    # a healthy DDP step: each rank is seen in all_reduce once, then in its forward
+    moving = [[frame("forward", "/home/u/model.py", 12)] + _in("all_reduce", 40)[2:], _in("all_reduce", 40)]
+    procs = []
+    for pid, rank in ((11, 0), (12, 1)):
+        p = _rank(pid, rank, moving[1])
+        p.dumps = [[thread(f, tid=pid)] for f in moving]
+        p.states, p.kernel = ["S", "S"], p.kernel * 2
+        procs.append(p)
+    rep = diagnose_snapshot(snapshot(_launcher(), *procs, target=10))
+    assert all(r["collective"] is None for r in rep.ranks["rows"]) and rep.ranks["verdict"] is None
+    assert not any(f.id.startswith("attach.ranks.") for f in rep.findings)

@@ -140,6 +140,9 @@ def _rank_rows(report: AttachReport, snap: Snapshot, host: str) -> list[RankRow]
         v = views.get(ps.pid)
         frames = _main_frames(ps)
         coll, site = collective_of(frames)
+        main = next((t for t in v.threads if t.main), None) if v is not None else None
+        if main is not None and main.moved:
+            coll = site = None          # passing through a collective in a healthy step is no wait
         if coll is None and v is not None and v.cause == "cuda-sync-wait" and _spinning(snap, ps):
             coll, site = "NCCL kernel (async)", _user_site(frames)
         row = RankRow(rank=ps.rank, pid=ps.pid, local_rank=ps.local_rank, host=host,
