@@ -202,3 +202,12 @@ def test_ranks_that_move_between_samples_are_not_waiting_in_a_collective():
     rep = diagnose_snapshot(snapshot(_launcher(), *procs, target=10))
     assert all(r["collective"] is None for r in rep.ranks["rows"]) and rep.ranks["verdict"] is None
     assert not any(f.id.startswith("attach.ranks.") for f in rep.findings)
+
+
+def test_a_failing_line_up_is_a_note_not_a_crash(monkeypatch):
+    def boom(*_a, **_k):
+        raise KeyError("LOCAL_WORLD_SIZE")
+    monkeypatch.setattr(ranks, "build", boom)
+    rep = diagnose_snapshot(load_snapshot(RECORDED / "skip-2.snapshot.json"))
+    assert rep.cause and rep.ranks is None
+    assert any("rank line-up failed: KeyError" in e for e in rep.errors)

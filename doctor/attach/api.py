@@ -41,4 +41,9 @@ def diagnose_snapshot(snapshot: Snapshot) -> AttachReport:
     """Classify recorded data (a live sample, a --save-dumps snapshot, the GPU fixtures)."""
     from doctor.attach.ranks import add_to_report
 
-    return add_to_report(classify(snapshot), snapshot)
+    report = classify(snapshot)
+    try:
+        return add_to_report(report, snapshot)
+    except Exception as exc:  # noqa: BLE001 - an odd rank layout must not cost the diagnosis itself
+        report.errors.append(f"the rank line-up failed: {type(exc).__name__}: {exc}")
+        return report
