@@ -59,6 +59,8 @@ def test_analyze_a_job_folder_names_the_differing_nodes_and_lines_up_all_ranks(t
     assert lu["world_size"] == 8 and len(lu["rows"]) == 8 and lu["missing"] == []
     assert {(r["host"], r["rank"]) for r in lu["rows"]} >= {("gpu-a", 2), ("gpu-b", 6)}
     assert lu["odd"] == [2, 6] and lu["verdict"] == "skipped-collective"
+    skipped = next(f for f in env["findings"] if f["id"] == "attach.ranks.skipped-collective")
+    assert skipped["title"].startswith("Rank 2 (and rank 6, alike) skipped a collective")
 
 
 def test_analyze_several_files_and_the_terminal_view(tmp_path):

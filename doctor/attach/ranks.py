@@ -290,7 +290,10 @@ def findings(lu: Lineup) -> list[Finding]:
     coll, site, others = _where_majority(lu)
     first = next((r for r in lu.rows if r.rank == lu.first), None)
     live = [r for r in lu.rows if r.state != "gone"]
-    values = {"collective": coll, "site": site, "others": others, "live": len(live),
+    alike = [r.rank for r in live if first is not None and r.rank != first.rank and r.rank in lu.odd
+             and (r.key, r.cause if not r.key else None) == (first.key, first.cause if not first.key else None)]
+    also = f" (and rank{'s' if len(alike) > 1 else ''} {', '.join(map(str, alike))}, alike)" if alike else ""
+    values = {"collective": coll, "site": site, "others": others, "live": len(live), "also": also,
               "expected": lu.expected_here or "?", "world": lu.world_size or "?", "detail": "", "exit": "",
               "env": "no TORCH_NCCL_TRACE_BUFFER_SIZE / TORCH_FR_BUFFER_SIZE in the ranks' environment"}
     if first is not None:
