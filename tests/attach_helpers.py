@@ -2,7 +2,9 @@
 process tree is really gone afterwards."""
 from __future__ import annotations
 
+import os
 import select
+import socket
 import subprocess
 import sys
 import time
@@ -122,3 +124,48 @@ def gpu_sample(util: int, power_w: float, limit_w: float = 700, pids=(), reasons
                     memory_used=used, memory_total=total,
                     processes=[{"pid": p, "used_memory": 10 * 2**30} for p in pids])
     return GpuSample(available=True, driver="580.159.04", devices=[dev])
+
+
+# ---- torchrun jobs of gloo ranks on CPU (tests/fixtures/attach/ranks_job.py)
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_ranks_job(spawn, mode: str, nproc: int, odd: int, env_extra: dict | None = None) -> subprocess.Popen:
+    """torchrun (python -m torch.distributed.run) with nproc gloo ranks; returns once every live rank
+    printed READY and every rank process sleeps (in its collective, or its DataLoader)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", **(env_extra or {}))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port",
+           str(_free_port()), "--monitor_interval", "0.5", str(FIXTURES / "ranks_job.py"), mode, str(odd)]
+    proc = spawn(cmd, env=env, cwd=str(FIXTURES), stderr=subprocess.DEVNULL)
+    want = nproc - (1 if mode == "dead" else 0)
+    seen: set[str] = set()
+    buf = b""
+    deadline = time.monotonic() + READY_TIMEOUT_S * 2
+    fd = proc.stdout.fileno()
+    while len(seen) < want:
+        assert time.monotonic() < deadline, f"only {sorted(seen)} of {want} ranks READY"
+        assert proc.poll() is None, f"torchrun exited with {proc.returncode}"
+        if select.select([fd], [], [], 0.5)[0]:      # raw reads: several ranks' lines come in one chunk
+            buf += os.read(fd, 65536)
+            seen |= {ln.split()[1].decode() for ln in buf.splitlines() if ln.startswith(b"READY ")}
+
+    def ranks_asleep() -> bool:
+        kids = psutil.Process(proc.pid).children(recursive=True)
+        return len(kids) >= want and all(k.status() in ("sleeping", "disk-sleep", "zombie") for k in kids)
+    assert wait_for(ranks_asleep, 60.0), "the ranks never settled"
+    time.sleep(1.0)         # READY comes just before the blocking call
+    return proc
+
+
+def rank_pids(proc) -> dict[int, int]:
+    out = {}
+    for k in psutil.Process(proc.pid).children():
+        try:
+            out[int(k.environ()["RANK"])] = k.pid
+        except (KeyError, psutil.Error):
+            pass
+    return out

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every GPU measurement in one call to the lent machine (2 GPUs if available, else 1).
 #   bash benchmarks/gpu/run_all.sh RESULTS_DIR [PART ...]
-#   PARTS: facts bench bundle grid holdout repro cudastall attach ddp (default: the first run's set)
+#   PARTS: facts bench bundle grid holdout repro cudastall attach ddp ranks (default: the first run's set)
 # Wheels in .whl/ (made by benchmarks/gpu/fetch_wheels.sh) are installed into /tmp/site first (no internet there). Long parts run in
 # parallel on separate GPUs; each part has its own time limit so the others still report.
 set -u
@@ -50,5 +50,8 @@ fi
 for p in "${pids[@]}"; do wait "$p"; done
 if has ddp && [ "$NGPU" -gt 1 ]; then
   timeout 150 python3 benchmarks/gpu/torchrun_desync.py "$R/ddp" > "$R/ddp.log" 2>&1; echo "ddp rc=$?" >> "$R/ddp.log"
+fi
+if has ranks && [ "$NGPU" -gt 1 ]; then   # NCCL line-up + flight recorder dumps (3 jobs, ~40 s timeout each)
+  timeout 540 python3 benchmarks/gpu/torchrun_ranks_nccl.py "$R/ranks" --nproc "$NGPU" > "$R/ranks.log" 2>&1; echo "ranks rc=$?" >> "$R/ranks.log"
 fi
 tail -n 3 "$R"/*.log

@@ -39,4 +39,11 @@ def diagnose_pid(pid: int, *, samples: int = 3, interval_s: float = 0.25, native
 
 def diagnose_snapshot(snapshot: Snapshot) -> AttachReport:
     """Classify recorded data (a live sample, a --save-dumps snapshot, the GPU fixtures)."""
-    return classify(snapshot)
+    from doctor.attach.ranks import add_to_report
+
+    report = classify(snapshot)
+    try:
+        return add_to_report(report, snapshot)
+    except Exception as exc:  # noqa: BLE001 - an odd rank layout must not cost the diagnosis itself
+        report.errors.append(f"the rank line-up failed: {type(exc).__name__}: {exc}")
+        return report

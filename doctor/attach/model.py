@@ -60,6 +60,7 @@ class AttachReport:
     errors: list[str] = field(default_factory=list)
     duration_s: float = 0.0
     snapshot: Optional[Snapshot] = None  # the measured data (kept for replay and --save-dumps)
+    ranks: Optional[dict] = None         # the line-up of a distributed job's ranks (doctor/attach/ranks.py)
 
     def __post_init__(self):
         # the primary diagnosis first (even when a side finding is more severe), then by rank
@@ -84,6 +85,7 @@ class AttachReport:
             "duration_s": round(self.duration_s, 3),
             # everything the classifier read besides the dumps, so the report alone can be replayed
             "snapshot": _snapshot_without_dumps(self.snapshot),
+            **({"ranks": self.ranks} if self.ranks is not None else {}),
         }
 
     def report(self):

@@ -21,6 +21,15 @@ _LAUNCHER = re.compile(r"(^|/)(torchrun|accelerate|deepspeed)$|torch\.distribute
                        r"accelerate\.commands\.(launch|accelerate_cli)|deepspeed\.launcher")
 _PYTHON_EXE = re.compile(r"^(python|pypy)[0-9.]*[a-z]*$")
 
+# what a distributed job's processes carry in their environment (allowlist: nothing else is kept):
+# torchrun/accelerate's rank layout and rendezvous, SLURM's, and the flight recorder's settings
+DIST_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE", "ROLE_RANK",
+            "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID", "TORCHELASTIC_RESTART_COUNT",
+            "TORCHELASTIC_MAX_RESTARTS", "TORCH_NCCL_TRACE_BUFFER_SIZE", "TORCH_FR_BUFFER_SIZE",
+            "TORCH_NCCL_DUMP_ON_TIMEOUT", "TORCH_FR_DUMP_TEMP_FILE", "TORCH_NCCL_DEBUG_INFO_TEMP_FILE",
+            "TORCH_DISTRIBUTED_DEBUG", "TORCH_NCCL_ASYNC_ERROR_HANDLING", "NCCL_DEBUG", "SLURM_PROCID",
+            "SLURM_LOCALID", "SLURM_NODEID", "SLURM_NNODES", "SLURM_JOB_ID")
+
 
 def proc_state(pid: int, tid: Optional[int] = None) -> Optional[str]:
     """The one-letter state from /proc/<pid>[/task/<tid>]/stat (R S D T t Z I X)."""
@@ -144,6 +153,9 @@ def describe(proc: psutil.Process, root_pid: int) -> ProcessSample:
     s.rank, s.local_rank = _environ_int(env, "RANK"), _environ_int(env, "LOCAL_RANK")
     s.world_size = _environ_int(env, "WORLD_SIZE")
     s.cuda_visible_devices = env.get("CUDA_VISIBLE_DEVICES")
+    s.dist_env = {k: env[k] for k in DIST_ENV if k in env}
+    if s.state_before == "Z":
+        s.exit_code = zombie_exit_code(proc.pid)
     if s.python is False:
         s.role = "non-python"
         s.skipped = f"not a Python process ({s.name or os.path.basename(s.exe or '?')})"
@@ -197,6 +209,50 @@ def open_files(pid: int) -> list[str]:
         return [f.path for f in psutil.Process(pid).open_files()][:20]
     except psutil.Error:
         return []
+
+
+def zombie_exit_code(pid: int) -> Optional[int]:
+    """A zombie's exit status, from field 52 of /proc/<pid>/stat (Linux >= 3.5): the exit code, or
+    -N for a signal N. Its parent (the launcher) has not reaped it yet, so the kernel still holds it."""
+    text = _read(f"/proc/{pid}/stat")
+    if not text:
+        return None
+    fields = text[text.rfind(")") + 2:].split()    # fields from 3 (state) on
+    try:
+        raw = int(fields[52 - 3])
+    except (IndexError, ValueError):
+        return None
+    return -(raw & 0x7F) if raw & 0x7F else (raw >> 8) & 0xFF
+
+
+def launcher_of(pid: int, depth: int = 3) -> Optional[int]:
+    """The launcher above a rank: the nearest ancestor that is torchrun/accelerate/deepspeed, or a Python
+    parent (mp.spawn) with no RANK of its own whose children carry RANK. None when pid is no rank."""
+    try:
+        proc = psutil.Process(pid)
+        if "RANK" not in proc.environ() and "LOCAL_RANK" not in proc.environ():
+            return None
+        for _ in range(depth):
+            parent = proc.parent()
+            if parent is None or parent.pid <= 1:
+                return None
+            if is_launcher(parent.cmdline()):
+                return parent.pid
+            penv = parent.environ()
+            if "RANK" not in penv and "LOCAL_RANK" not in penv:
+                kids = [k for k in parent.children() if _has_rank(k)]
+                return parent.pid if len(kids) >= 2 and looks_like_python(parent) else None
+            proc = parent
+    except psutil.Error:
+        return None
+    return None
+
+
+def _has_rank(proc: psutil.Process) -> bool:
+    try:
+        return "RANK" in proc.environ()
+    except psutil.Error:
+        return False
 
 
 def resume_if_stopped(pid: int) -> bool:

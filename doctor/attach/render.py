@@ -80,11 +80,55 @@ def gpu_lines(report: AttachReport) -> list[str]:
     return lines
 
 
+RANK_COLUMNS = ("rank", "pid", "state", "collective", "call site / where")
+
+
+def rank_rows(lu: dict) -> list[tuple[str, ...]]:
+    """The line-up of a distributed job's ranks (doctor/attach/ranks.py Lineup.to_dict()), one row per rank."""
+    first, odd = lu.get("first"), set(lu.get("odd") or [])
+    out = []
+    for r in lu.get("rows") or []:
+        mark = " ←" if r["rank"] == first else (" *" if r["rank"] in odd else "")
+        label = (f"{r['host']}/" if r.get("host") else "") + f"{r['rank']}{mark}"
+        state = r.get("state") or "?"
+        if state == "gone" and r.get("exit_code") is not None:
+            state = f"gone (exit {r['exit_code']})"
+        where = r.get("site") or "" if r.get("collective") else (r.get("where") or r.get("cause") or "")
+        out.append((label, str(r.get("pid") or "-"), state, r.get("collective") or "-", where))
+    return out
+
+
+def rank_head(lu: dict) -> str:
+    alive = len([r for r in lu.get("rows") or [] if r.get("state") != "gone"])
+    head = f"Ranks: world size {lu.get('world_size') or '?'}, {alive} alive"
+    if lu.get("first") is not None:
+        head += f"; rank {lu['first']} diverged first (by {lu.get('first_by')}, marked ←)"
+    return head
+
+
+def print_rank_table(console: Console, lu: dict) -> None:
+    console.print(Text(rank_head(lu), style="bold"))
+    t = Table(box=None, show_header=True, header_style="dim", padding=(0, 1))
+    for col in RANK_COLUMNS:
+        t.add_column(col, no_wrap=col != RANK_COLUMNS[-1])
+    for row in rank_rows(lu):
+        t.add_row(*(escape(c) for c in row))
+    console.print(t)
+
+
+def rank_table_markdown(lu: dict) -> list[str]:
+    lines = [md_escape_cell(rank_head(lu)), "", "| " + " | ".join(RANK_COLUMNS) + " |",
+             "|" + "---|" * len(RANK_COLUMNS)]
+    return lines + ["| " + " | ".join(md_escape_cell(c) for c in row) + " |" for row in rank_rows(lu)] + [""]
+
+
 def terminal_section(report: AttachReport):
     def section(console: Console) -> None:
         console.print(Text(f"Situation: {report.situation}", style="bold"))
         for line in gpu_lines(report):
             console.print(Text("  " + line, style="dim" if line.startswith("not readable") else ""))
+        if report.ranks:
+            print_rank_table(console, report.ranks)
         for p in report.processes:
             console.print(Text(_proc_head(p), style="bold"))
             console.print(Text("  " + p.cmdline[:120], style="dim"))
@@ -117,6 +161,8 @@ def terminal_section(report: AttachReport):
 def markdown_section(report: AttachReport) -> str:
     lines = ["### Process tree", "", f"Situation: **{report.situation}**, primary cause `{report.cause}`.", ""]
     lines += [f"- {md_escape_cell(g)}" for g in gpu_lines(report)] + [""]
+    if report.ranks:
+        lines += rank_table_markdown(report.ranks)
     for p in report.processes:
         lines.append(f"- **{md_escape_cell(_proc_head(p))}**: `{md_escape_cell(p.cmdline[:160])}`")
         if p.skipped:

@@ -214,6 +214,7 @@ class _Sampler:
             snap.gpu = gpu_box.get("gpu") or GpuSample(unavailable=["NVML sampling did not finish in time"])
         else:
             snap.gpu = GpuSample(unavailable=["GPU sampling turned off (--no-gpu)"])
+        snap.flight_records = _flight_records(samples)
         snap.pyspy["version"] = pyspy.pyspy_version(self.binary, timeout=max(0.5, min(3.0, self.left())))
         snap.duration_s = time.monotonic() - t_start
         return snap
@@ -342,5 +343,28 @@ def _is_wsl() -> bool:
         return False
 
 
+def _flight_records(samples: list[ProcessSample]) -> dict[str, dict]:
+    """The flight recorder dumps the ranks wrote (when the job has it on), read safely."""
+    from doctor.attach import flight_recorder
+
+    wanted = []
+    for s in samples:
+        if s.role.startswith("rank ") and s.rank is not None:
+            try:
+                proc = psutil.Process(s.pid)
+                cwd, started = proc.cwd(), proc.create_time()
+            except psutil.Error:
+                cwd, started = None, 0.0
+            wanted.append((s.rank, s.dist_env, cwd, started))
+    return flight_recorder.collect(wanted)
+
+
 def sample_tree(pid: int, opts: SampleOptions) -> Snapshot:
-    return _Sampler(pid, opts).run()
+    """Sample the tree of pid. A rank of a torchrun/accelerate/mp.spawn job is sampled through its
+    launcher, so that every rank is lined up (not with --no-children: then only that pid)."""
+    launcher = procinfo.launcher_of(pid) if opts.include_children else None
+    if launcher is None:
+        return _Sampler(pid, opts).run()
+    snap = _Sampler(launcher, opts).run()
+    snap.walked_up_from = pid
+    return snap

@@ -55,6 +55,10 @@ class ProcessSample:
     thread_cpu_s: dict[str, float] = field(default_factory=dict)       # tid -> CPU seconds in window
     source: dict[str, str] = field(default_factory=dict)     # "file:line" -> that source line
     errors: list[str] = field(default_factory=list)
+    # torchrun/accelerate/SLURM variables from /proc/<pid>/environ (doctor/attach/ranks.py DIST_ENV, an
+    # allowlist: rank layout, rendezvous, flight recorder settings), and a zombie's exit status
+    dist_env: dict[str, str] = field(default_factory=dict)
+    exit_code: Optional[int] = None
 
 
 @dataclass
@@ -110,6 +114,10 @@ class Snapshot(JsonRecord):
     processes: list[ProcessSample] = field(default_factory=list)
     gpu: GpuSample = field(default_factory=GpuSample)
     errors: list[str] = field(default_factory=list)
+    # NCCL/gloo flight recorder dumps found for the ranks, parsed to plain data (doctor/attach/flight_recorder.py):
+    # rank -> {"path", "pg_status", "entries" (the last few), "error"}
+    flight_records: dict[str, dict] = field(default_factory=dict)
+    walked_up_from: Optional[int] = None  # the pid asked for, when it was a rank and its launcher was sampled
 
     def process(self, pid: int) -> Optional[ProcessSample]:
         return next((p for p in self.processes if p.pid == pid), None)

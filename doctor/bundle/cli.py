@@ -7,6 +7,9 @@ from typing import List, Optional
 import typer
 from typing_extensions import Annotated
 
+from doctor import exitcodes
+from doctor.exitcodes import DoctorError
+
 
 def register(app, handles_errors, with_config_flags):
     @app.command("bundle")
@@ -34,12 +37,18 @@ def register(app, handles_errors, with_config_flags):
     @app.command("analyze")
     @handles_errors
     def analyze(
-        bundle: Annotated[Path, typer.Argument(help="A doctor-bundle-*.zip.", show_default=False)],
+        bundle: Annotated[List[Path], typer.Argument(help="A doctor-bundle-*.zip; or, for a multi-node job, a folder (or several files) of each node's `doctor run --save-facts` and `doctor attach --save-dumps` output.", show_default=False)],
         json_out: Annotated[bool, typer.Option("--json", help="Print the versioned JSON envelope.")] = False,
         markdown: Annotated[Optional[Path], typer.Option("--markdown", help="Also write the report as Markdown.")] = None,
         log: Annotated[Optional[List[Path]], typer.Option("--log", help="A training log or pasted traceback to match as well (repeatable).")] = None,
     ) -> int:
-        """Re-run today's checks on a bundle's facts and config, offline."""
+        """Re-run today's checks on a bundle's facts and config, offline; or compare the nodes of a job."""
         from doctor.bundle.analyze import analyze_bundle
 
-        return analyze_bundle(bundle, json_out=json_out, markdown=markdown, logs=log)
+        if len(bundle) == 1 and not bundle[0].is_dir() and bundle[0].suffix != ".json":
+            return analyze_bundle(bundle[0], json_out=json_out, markdown=markdown, logs=log)
+        if log:
+            raise DoctorError("--log applies to one bundle, not to a set of nodes", exitcodes.USAGE)
+        from doctor.bundle.nodes import analyze_nodes
+
+        return analyze_nodes(list(bundle), json_out=json_out, markdown=markdown)
