@@ -65,10 +65,16 @@ def applicable_requirements(facts: Facts, package: str) -> list[tuple[Requiremen
     info = facts.packages.get(canonical_name(package))
     if info is None or not info.version:
         return []
-    env = marker_environment(facts.platform)
+    return applicable(info.requires, facts.platform, package)
+
+
+def applicable(lines, platform: PlatformInfo, package: str) -> list[tuple[Requirement, str]]:
+    """(Requirement, line) for the Requires-Dist lines of package (installed, or a release in
+    checks/data/releases.json.gz) that apply on this platform."""
+    env = marker_environment(platform)
     extras = active_extras(package)
     out = []
-    for line in info.requires:
+    for line in lines:
         try:
             req = Requirement(line)
         except InvalidRequirement:
