@@ -252,3 +252,8 @@ def runnable_torch(facts: Facts, releases: Optional[ReleaseTable] = None) -> tup
     solver = _Solver(t, facts.platform, _torch_bounds(facts), [], ["torch"], MAX_STEPS)
     bounds = "; ".join(w for w in (solver.torch.floor_why, solver.torch.flavour_why if solver.torch.flavours else "") if w)
     return solver.domains["torch"], bounds
+
+
+def pin_lines(plan: InstallPlan) -> list[str]:
+    """'torch==2.7.1+cu128: 2.7.1 (2025-06-04); 2.8.0 is excluded: ...', one per pin, for evidence."""
+    return [f"{p.package}=={p.version}: {p.reason}" for p in plan.pins] + plan.notes

@@ -12,7 +12,7 @@ from typing import Optional
 
 from checks import check
 from checks._releases import EVIDENCE_KEY, Release, declared_on, table
-from checks._resolver import CUDA_BUILDS, plan_install, runnable_torch
+from checks._resolver import CUDA_BUILDS, pin_lines, plan_install, runnable_torch
 from checks._versions import parse
 from doctor.facts import Facts
 from doctor.findings import Finding, Severity
@@ -83,13 +83,12 @@ def _blocks(facts: Facts, name: str, have: str, spec, basis: str, runnable: list
             f"{name} keeps a torch that cannot run here (installed: torch {torch_now}).",
         remediation=(f"Move {name} to {(first or back).version} together with torch"
                      if (first or back) else f"Replace {name}: no release of it fits this GPU and driver")
-                    + (". One consistent set of pins, newest first, each with its reason:\n"
-                       + "\n".join(f"  {p.package}=={p.version}: {p.reason}" for p in plan.pins)
-                       if plan.ok else f". (No consistent set of pins: {plan.failure}.)"),
+                    + (". The command installs one consistent set of the newest releases; each pin's "
+                       "reason is in the evidence." if plan.ok else f". (No consistent set of pins: {plan.failure}.)"),
         commands=[plan.command()] if plan.ok else [],
         evidence={f"packages.{name}.version": have, f"{name} {have} released": mine.date if mine else None,
                   basis: f"torch{spec}", "torch.version": torch_now, "runnable torch": bounds,
                   f"first {name} allowing it": f"{first.version} ({first.date})" if first else None,
-                  EVIDENCE_KEY: t.snapshot_day},
+                  EVIDENCE_KEY: t.snapshot_day, "install pins": pin_lines(plan)},
         links=["https://github.com/unslothai/unsloth-zoo/issues/166"] if name.startswith("unsloth") else [],
         failure_mode="FM-10", confidence=0.9, fix_cost=2)
