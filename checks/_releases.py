@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import gzip
 import json
+import re
 from dataclasses import dataclass
 from typing import Optional
 
@@ -20,6 +21,7 @@ from checks._versions import parse
 from doctor.facts import canonical_name
 
 TABLE_FILE = "releases.json.gz"
+_NAME = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)?")
 EVIDENCE_KEY = "checks/data/releases.json.gz snapshot"
 
 
@@ -60,29 +62,37 @@ class ReleaseTable:
     def __init__(self, data: dict):
         self.snapshot: str = data.get("snapshot", "")
         self.source: str = data.get("source", "")
+        self._raw: dict = data.get("packages", {})
         self._by_pkg: dict[str, list[Release]] = {}
-        for pkg, versions in data.get("packages", {}).items():
-            rows = []
-            for ver, r in versions.items():
-                if parse(ver) is None:
-                    continue            # legacy non-PEP 440 versions: nothing can pin them
-                rows.append(Release(pkg, ver, r.get("t"), r.get("py"),
-                                    tuple(r["r"]) if "r" in r else None, bool(r.get("y"))))
-            self._by_pkg[pkg] = sorted(rows, key=lambda x: x.v)
+
+    def _build(self, pkg: str) -> list[Release]:
+        """Release objects for one package, built on first use (most runs touch a few packages)."""
+        raw = self._raw.get(pkg, {})
+        lines = raw.get("s", [])
+        rows = []
+        for ver, r in raw.get("v", {}).items():
+            if parse(ver) is None:
+                continue            # legacy non-PEP 440 versions: nothing can pin them
+            rows.append(Release(pkg, ver, r.get("t"), r.get("py"),
+                                tuple(lines[i] for i in r["r"]) if "r" in r else None, bool(r.get("y"))))
+        return sorted(rows, key=lambda x: x.v)
 
     @property
     def snapshot_day(self) -> str:
         return self.snapshot[:10]
 
     def packages(self) -> list[str]:
-        return list(self._by_pkg)
+        return list(self._raw)
 
     def knows(self, package: str) -> bool:
-        return canonical_name(package) in self._by_pkg
+        return canonical_name(package) in self._raw
 
     def releases(self, package: str) -> list[Release]:
         """Oldest first."""
-        return self._by_pkg.get(canonical_name(package), [])
+        name = canonical_name(package)
+        if name not in self._by_pkg:
+            self._by_pkg[name] = self._build(name)
+        return self._by_pkg[name]
 
     def get(self, package: str, version: Optional[str]) -> Optional[Release]:
         """The release of an installed version; local labels ignored ('2.7.0+cu128' -> 2.7.0)."""
@@ -129,29 +139,33 @@ def loaded_snapshot() -> Optional[str]:
     return table().snapshot or None
 
 
-def declared_requirements(facts, package: str) -> tuple[list[tuple[object, str]], str]:
+def declared_requirements(facts, package: str, only: Optional[str] = None) -> tuple[list[tuple[object, str]], str]:
     """The installed package's applicable Requires-Dist as (Requirement, line) pairs and where they
     came from: the live metadata in the facts when it was read, else the table's copy for that
     version (a snapshot from a pasted environment or an old bundle lists versions only)."""
     from checks._requires import applicable
 
+    def named(lines):       # only= skips parsing the other lines (unsloth declares ~300)
+        return [ln for ln in lines if only is None or canonical_name(_NAME.match(ln).group(1) or "") == only]
+
     info = facts.packages.get(canonical_name(package))
     if info is None or not info.version:
         return [], ""
     if info.requires:
-        return applicable(info.requires, facts.platform, package), f"packages.{info.name}.requires"
+        return applicable(named(info.requires), facts.platform, package), f"packages.{info.name}.requires"
     rel = table().get(package, info.version)
     if rel is None or rel.requires is None:
         return [], ""
-    return applicable(rel.requires, facts.platform, package), f"{EVIDENCE_KEY} {table().snapshot_day}"
+    return applicable(named(rel.requires), facts.platform, package), f"{EVIDENCE_KEY} {table().snapshot_day}"
 
 
 def declared_on(facts, package: str, child: str):
     """(SpecifierSet or None, basis): what the installed package declares about child."""
     from packaging.specifiers import SpecifierSet
 
-    reqs, basis = declared_requirements(facts, package)
-    spec, want = None, canonical_name(child)
+    want = canonical_name(child)
+    reqs, basis = declared_requirements(facts, package, only=want)
+    spec = None
     for req, _line in reqs:
         if canonical_name(req.name) == want:
             spec = (spec or SpecifierSet()) & req.specifier

@@ -7,6 +7,7 @@ every install path pulls in (checks/data/version_pairs.json "active_extras"); UR
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Optional
 
@@ -75,14 +76,20 @@ def applicable(lines, platform: PlatformInfo, package: str) -> list[tuple[Requir
     extras = active_extras(package)
     out = []
     for line in lines:
-        try:
-            req = Requirement(line)
-        except InvalidRequirement:
-            continue
-        if req.url or not _applies(req, env, extras):
+        req = _requirement(line)
+        if req is None or req.url or not _applies(req, env, extras):
             continue
         out.append((req, line))
     return out
+
+
+@functools.lru_cache(maxsize=8192)
+def _requirement(line: str) -> Optional[Requirement]:
+    """Parsed once per process: the release table repeats the same lines across releases."""
+    try:
+        return Requirement(line)
+    except InvalidRequirement:
+        return None
 
 
 def requirement_on(facts: Facts, package: str, child: str) -> Optional[Requirement]:

@@ -189,18 +189,23 @@ def parse_index(page: dict, project: str) -> dict:
 
 
 def compact(versions: dict, requires: dict) -> dict:
-    """The stored form: {version: {"t", "py"?, "r"?, "y"?}}; "r" absent = unknown (no wheel)."""
+    """The stored form of one package: {"s": [requirement line, ...], "v": {version: {"t", "py"?,
+    "r"?: [index into s], "y"?}}}. Lines repeat across versions (unsloth's extras: ~300 a release),
+    so each is stored once; "r" absent = unknown (no wheel)."""
+    lines: list = []
+    index: dict = {}
     out = {}
     for v, row in versions.items():
         rec = {"t": row["t"]}
         if row["py"]:
             rec["py"] = row["py"]
         if requires.get(v) is not None:
-            rec["r"] = requires[v]
+            rec["r"] = [index.setdefault(line, len(index)) for line in requires[v]]
         if row["yanked"]:
             rec["y"] = 1
         out[v] = rec
-    return out
+    lines = sorted(index, key=index.get)
+    return {"s": lines, "v": out}
 
 
 # -- the run ---------------------------------------------------------------------------------------
@@ -244,7 +249,7 @@ def main(argv=None) -> int:
     tmp = args.out.with_suffix(".tmp")
     tmp.write_bytes(blob)
     tmp.replace(args.out)
-    n = sum(len(v) for v in table["packages"].values())
+    n = sum(len(v["v"]) for v in table["packages"].values())
     print(f"{args.out}: {n} versions of {len(table['packages'])} packages, {len(blob) / 1024:.0f} KiB, "
           f"{time.monotonic() - t0:.0f} s, snapshot {table['snapshot']}")
     return 0
