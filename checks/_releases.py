@@ -10,7 +10,7 @@ import functools
 import gzip
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -33,10 +33,11 @@ class Release:
     requires_python: Optional[str]
     requires: Optional[tuple[str, ...]]   # Requires-Dist lines on stack packages; None = unknown (no wheel)
     yanked: bool = False
+    v: Version = field(default=None, compare=False, repr=False)   # parsed once (sorting, comparing)
 
-    @property
-    def v(self) -> Version:
-        return Version(self.version)
+    def __post_init__(self):
+        if self.v is None:
+            object.__setattr__(self, "v", Version(self.version))
 
     @property
     def final(self) -> bool:
@@ -71,10 +72,11 @@ class ReleaseTable:
         lines = raw.get("s", [])
         rows = []
         for ver, r in raw.get("v", {}).items():
-            if parse(ver) is None:
+            v = parse(ver)
+            if v is None:
                 continue            # legacy non-PEP 440 versions: nothing can pin them
             rows.append(Release(pkg, ver, r.get("t"), r.get("py"),
-                                tuple(lines[i] for i in r["r"]) if "r" in r else None, bool(r.get("y"))))
+                                tuple(lines[i] for i in r["r"]) if "r" in r else None, bool(r.get("y")), v))
         return sorted(rows, key=lambda x: x.v)
 
     @property
@@ -99,7 +101,12 @@ class ReleaseTable:
         v = parse(version)
         if v is None:
             return None
-        want = Version(v.public)
+        name, want = canonical_name(package), Version(v.public)
+        r = self._raw.get(name, {}).get("v", {}).get(v.public)
+        if r is not None and name not in self._by_pkg:    # fast path: no need to build the list
+            lines = self._raw[name].get("s", [])
+            return Release(name, v.public, r.get("t"), r.get("py"),
+                           tuple(lines[i] for i in r["r"]) if "r" in r else None, bool(r.get("y")), want)
         return next((r for r in self.releases(package) if r.v == want), None)
 
     def next_after(self, package: str, version: Optional[str]) -> Optional[Release]:
