@@ -116,6 +116,21 @@ class ReleaseTable:
             return None
         return next((r for r in self.releases(package) if r.final and r.v > Version(v.public)), None)
 
+    def next_by_date(self, package: str, version: Optional[str]) -> Optional[Release]:
+        """The first final release uploaded on a later day than this one: what its maintainers
+        published next. Reads the raw rows, so a healthy run builds no release list."""
+        mine = self.get(package, version)
+        name = canonical_name(package)
+        if mine is None or not mine.date:
+            return None
+        later = sorted((r["t"], ver) for ver, r in self._raw.get(name, {}).get("v", {}).items()
+                       if r.get("t") and r["t"] > mine.date)
+        for _day, ver in later:
+            rel = self.get(name, ver)
+            if rel is not None and rel.final:
+                return rel
+        return None
+
     def first_on_or_after(self, package: str, day: str) -> Optional[Release]:
         """The earliest final release uploaded on or after day."""
         dated = [r for r in self.releases(package) if r.final and r.date and r.date >= day]

@@ -56,7 +56,7 @@ def _drift(facts: Facts, row: dict, grace: int) -> Optional[Finding]:
     t = table()
     patcher = row["patcher"]
     mine = t.get(patcher, facts.version(patcher))
-    nxt = t.next_after(patcher, facts.version(patcher))
+    nxt = t.next_by_date(patcher, facts.version(patcher))
     if mine is None or not mine.date or nxt is None or not nxt.date:
         return None
     drifted = []

@@ -81,10 +81,10 @@ def _blocks(facts: Facts, name: str, have: str, spec, basis: str, runnable: list
         why=f"This machine runs only torch {runnable[-1].version} to {runnable[0].version} ({bounds}). "
             f"{name} {have}{when} declares torch{spec}, so moving torch alone breaks {name}, and keeping "
             f"{name} keeps a torch that cannot run here (installed: torch {torch_now}).",
-        remediation=(f"Move {name} to {(first or back).version} together with torch"
+        remediation=(f"The smallest move: {name} {(first or back).version} together with a torch that runs here"
                      if (first or back) else f"Replace {name}: no release of it fits this GPU and driver")
-                    + (". The command installs one consistent set of the newest releases; each pin's "
-                       "reason is in the evidence." if plan.ok else f". (No consistent set of pins: {plan.failure}.)"),
+                    + (". Or, the command: one consistent set of the newest releases (each pin's reason "
+                       "is in the evidence)." if plan.ok else f". (No consistent set of pins: {plan.failure}.)"),
         commands=[plan.command()] if plan.ok else [],
         evidence={f"packages.{name}.version": have, f"{name} {have} released": mine.date if mine else None,
                   basis: f"torch{spec}", "torch.version": torch_now, "runnable torch": bounds,
