@@ -2,13 +2,15 @@
 from the release table (checks/_releases.py), pure and offline.
 
 Constraints, all at once: every Requires-Dist of every chosen release on every other chosen package
-(markers evaluated for the facts' platform and Python); Requires-Python; the GPU's minimum CUDA (and
-so the oldest torch built for it: checks/data/gpu_arch.json -> torch_cuda_wheels.json); the driver's
-maximum CUDA (driver_cuda.json) and the torch releases that flavour publishes; no combination
-matching a row of checks/data/known_bad.json ("when": name -> specifier, all must match). Among
-consistent sets it takes the newest, in PRIORITY order (the patchers first: they pin the rest),
-by depth-first search with forward checking and a step limit. Pre-releases and yanked releases are
-never picked. Each pin carries the reason it is not newer.
+(markers evaluated for the facts' platform and Python), and where a binary declares nothing, the
+release it was built for (checks/data/version_pairs.json, as checks/version_matrix.py uses it);
+Requires-Python; the GPU's minimum CUDA (and so the oldest torch built for it: gpu_arch.json ->
+torch_cuda_wheels.json); the driver's maximum CUDA (driver_cuda.json) and the torch releases that
+flavour publishes; no combination matching a row of checks/data/known_bad.json ("when": name ->
+specifier, all must match; a row's "facts" conditions are not evaluated, so the row is avoided on
+every machine: the safe side). Among consistent sets it takes the newest, in PRIORITY order (the
+patchers first: they pin the rest), by depth-first search with forward checking and a step limit.
+Pre-releases and yanked releases are never picked. Each pin carries the reason it is not newer.
 """
 from __future__ import annotations
 
@@ -77,6 +79,23 @@ class _Torch:
         return next((f for f in self.flavours if covers(f, torch_version)), None)
 
 
+# Binaries built against one release of another, where their metadata says nothing (old xformers,
+# torchvision, torch -> triton): the same rows checks/version_matrix.py judges installs by.
+_PAIR_TABLES = {("xformers", "torch"): "xformers_torch", ("torchvision", "torch"): "torchvision_torch",
+                ("torch", "triton"): "torch_triton"}
+
+
+def _known_pair(x: Release, other: str) -> Optional[str]:
+    """The specifier on other that version_pairs.json gives for release x (None: no row)."""
+    name = _PAIR_TABLES.get((x.package, other))
+    if name is None:
+        return None
+    for row in load("version_pairs")[name]:
+        if SpecifierSet(row[x.package]).contains(x.v, prereleases=True):
+            return row[other]
+    return None
+
+
 def known_bad_rows() -> list[dict]:
     """checks/data/known_bad.json rows (owned by the known-bad check); none while it is absent."""
     if not (DATA_DIR / "known_bad.json").exists():
@@ -95,8 +114,14 @@ def plan_install(facts: Facts, packages: Optional[list[str]] = None, rows: Optio
     torch = _torch_bounds(facts)
     if gpus(facts) and min_cuda_for_gpus(facts) and not torch.flavours and facts.nvidia.driver_version:
         return InstallPlan([], snapshot=t.snapshot_day, failure=torch.flavour_why)
-    solver = _Solver(t, facts.platform, torch, rows, names, max_steps)
-    found = solver.solve()
+    for _round in range(4):     # the stack packages the chosen releases require join the set
+        solver = _Solver(t, facts.platform, torch, rows, names, max_steps)
+        found = solver.solve()
+        pulled = set() if found is None else {c for r in found.values() for c in solver._reqs(r)
+                                              if c not in names and t.releases(c)}
+        if not pulled:
+            break
+        names = [p for p in PRIORITY if p in set(names) | pulled]
     if found is None:
         why = ("no consistent set within the search limit" if solver.steps >= max_steps else
                "no set of releases satisfies every declared requirement together")
@@ -182,6 +207,10 @@ class _Solver:
             spec = self._reqs(x).get(y.package)
             if spec is not None and str(spec) and not spec.contains(y.v, prereleases=True):
                 return f"{x.package} {x.version} declares {y.package}{spec}"
+            if spec is None or not str(spec):
+                pair = _known_pair(x, y.package)
+                if pair is not None and not SpecifierSet(pair).contains(y.v, prereleases=True):
+                    return f"{x.package} {x.version} is built for {y.package}{pair} (checks/data/version_pairs.json)"
         return None
 
     def _bad(self, chosen: dict[str, Release]) -> Optional[str]:

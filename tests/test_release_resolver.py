@@ -139,3 +139,27 @@ def test_pip_resolver_accepts_the_command(tmp_path):
     got = {canonical_name(i["metadata"]["name"]): i["metadata"]["version"] for i in json.loads(report.read_text())["install"]}
     for p in plan.pins:
         assert got[p.package] == p.version
+
+
+@pytest.mark.parametrize("name", ["rtx5090-old-torch.json", "driver-too-old.json", "unsloth-zoo-skew.json",
+                                  "wsl2-2080ti-unsloth-2024.8.json"])
+def test_after_the_command_the_version_checks_are_satisfied(name):
+    """Install the plan into the facts (versions and the table's metadata) and re-run the checks that
+    judge versions: none may object to what the command installs."""
+    from checks.release_drift import release_drift
+    from checks.release_metadata import release_metadata
+    from checks.release_moves import release_moves
+    from checks.version_matrix import version_matrix
+    from doctor.facts import PackageInfo
+
+    facts = snapshot(name)
+    plan = plan_install(facts)
+    assert plan.ok, plan.failure
+    for p in plan.pins:
+        rel = table().get(p.package, p.version)
+        facts.packages[p.package] = PackageInfo(p.package, p.version, requires=list(rel.requires or ()),
+                                                requires_python=rel.requires_python)
+    facts.torch.version = plan.pin("torch").version
+    found = [f for check in (version_matrix, release_moves, release_drift, release_metadata)
+             for f in check(facts, None)]
+    assert [f.id for f in found if f.severity.is_failure or f.id == "releases.untested-pairing"] == []
