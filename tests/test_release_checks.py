@@ -93,3 +93,32 @@ def test_release_findings_registered_and_in_the_engine_run():
     assert BLOCKS in ids(findings)
     f = one(findings, BLOCKS)
     assert f.check == "release-moves"
+
+
+def test_versions_newer_than_the_table_are_named_with_the_snapshot_date():
+    from checks.release_table import OUTDATED, REFRESH, release_table
+
+    assert release_table(snapshot("h200-real.json")) == []
+    f = one(release_table(linux_gpu(transformers="9.0.0", peft="0.14.0")), OUTDATED)
+    assert f.severity is Severity.INFO and "transformers 9.0.0" in f.title and "peft" not in f.title
+    assert f.commands == [REFRESH] and f.evidence[SNAPSHOT_KEY] >= "2026-12-03"
+
+
+def test_cli_reports_the_table_snapshot():
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    run = subprocess.run([sys.executable, "-m", "doctor", "run", "--facts", str(root / "examples/facts/h200-real.json"),
+                          "--json"], capture_output=True, text=True, env=env, timeout=300, cwd=root)
+    envelope = json.loads(run.stdout)
+    assert envelope["release_table_snapshot"][:10] >= "2026-12-03"
+    listing = subprocess.run([sys.executable, "-m", "doctor", "checks"], capture_output=True, text=True, env=env,
+                             timeout=300, cwd=root)
+    assert "release table: PyPI snapshot 20" in listing.stdout.replace("\n", " ")
+    for cid in ("release-moves", "release-drift", "release-metadata", "release-table"):
+        assert cid in listing.stdout
