@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from packaging.specifiers import SpecifierSet
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from checks._cuda_compat import PYTORCH_INDEX, covers, fitting_flavours, flavour_for_cuda
 from checks._data import DATA_DIR, load
@@ -94,6 +94,14 @@ def _known_pair(x: Release, other: str) -> Optional[str]:
         if SpecifierSet(row[x.package]).contains(x.v, prereleases=True):
             return row[other]
     return None
+
+
+def _when(row: dict) -> dict[str, SpecifierSet]:
+    """A known-bad row's "when" as specifiers; {} (never matches) when any of it is unreadable."""
+    try:
+        return {canonical_name(k): SpecifierSet(v) for k, v in (row.get("when") or {}).items()}
+    except (InvalidSpecifier, TypeError, AttributeError):
+        return {}
 
 
 def known_bad_rows() -> list[dict]:
@@ -184,6 +192,10 @@ class _Solver:
                     return f"Requires-Python {r.requires_python} (this is Python {self.platform.python_version})"
             except Exception:
                 pass
+        for row in self.rows:       # a known-bad row about this package alone
+            when = _when(row)
+            if set(when) == {r.package} and when[r.package].contains(r.v, prereleases=True):
+                return f"known-bad release {row.get('id', '?')}"
         if r.package == "torch":
             if self.torch.floor and r.v.release[:2] < parse(self.torch.floor).release[:2]:
                 return self.torch.floor_why
@@ -215,13 +227,14 @@ class _Solver:
 
     def _bad(self, chosen: dict[str, Release]) -> Optional[str]:
         for row in self.rows:
-            when = {canonical_name(k): v for k, v in (row.get("when") or {}).items()}
-            if when and all(k in chosen and SpecifierSet(v).contains(chosen[k].v, prereleases=True)
-                            for k, v in when.items()):
+            when = _when(row)
+            if when and all(k in chosen and spec.contains(chosen[k].v, prereleases=True)
+                            for k, spec in when.items()):
                 return f"known-bad combination {row.get('id', '?')}"
         return None
 
     def _fits(self, r: Release, chosen: dict[str, Release]) -> Optional[str]:
+        self.steps += 1             # every evaluation counts against the step limit: never hang
         for other in chosen.values():
             why = self._conflict(r, other)
             if why:
@@ -231,6 +244,10 @@ class _Solver:
     # -- search ---------------------------------------------------------------------------------
 
     def solve(self) -> Optional[dict[str, Release]]:
+        empty = next((n for n in self.names if not self.domains[n]), None)
+        if empty is not None:
+            self._fail_at = empty
+            return None
         return self._dfs(0, {})
 
     def _dfs(self, i: int, chosen: dict[str, Release]) -> Optional[dict[str, Release]]:
@@ -238,7 +255,6 @@ class _Solver:
             return dict(chosen)
         name = self.names[i]
         for r in self.domains[name]:
-            self.steps += 1
             if self.steps >= self.max_steps:
                 return None
             if self._fits(r, chosen) is not None:

@@ -163,3 +163,16 @@ def test_after_the_command_the_version_checks_are_satisfied(name):
     found = [f for check in (version_matrix, release_moves, release_drift, release_metadata)
              for f in check(facts, None)]
     assert [f.id for f in found if f.severity.is_failure or f.id == "releases.untested-pairing"] == []
+
+
+def test_impossible_constraints_end_in_a_reason_within_the_step_limit():
+    facts = snapshot("h200-real.json")
+    rows = [{"id": "kb.no-torch", "when": {"torch": ">=0"}}, {"id": "kb.unreadable", "when": {"trl": "not a spec"}}]
+    plan = plan_install(facts, rows=rows, max_steps=3000)
+    assert not plan.ok and plan.failure and plan.command() == "pip install "
+    assert "torch" in plan.failure
+
+
+def test_step_limit_stops_the_search():
+    plan = plan_install(snapshot("h200-real.json"), rows=[], max_steps=5)
+    assert not plan.ok and "search limit" in plan.failure
