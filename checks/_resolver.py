@@ -174,7 +174,13 @@ def _torch_bounds(facts: Facts) -> _Torch:
 class _Solver:
     def __init__(self, t: ReleaseTable, platform: PlatformInfo, torch: _Torch, rows: list[dict],
                  names: list[str], max_steps: int):
-        self.t, self.platform, self.torch, self.rows, self.names = t, platform, torch, rows, names
+        self.t, self.platform, self.torch, self.names = t, platform, torch, names
+        # known-bad rows, parsed once: (id, {package: specifier}); unreadable rows dropped
+        self.rows = [(row.get("id", "?"), w) for row in rows for w in [_when(row)] if w]
+        self.rows_by_pkg: dict[str, list] = {}
+        for rid, when in self.rows:
+            for k in when:
+                self.rows_by_pkg.setdefault(k, []).append((rid, when))
         self.max_steps, self.steps = max_steps, 0
         self.python = parse(platform.python_version)
         self.domains = {n: [r for r in reversed(t.releases(n)) if r.final and self._alone(r) is None]
@@ -192,10 +198,9 @@ class _Solver:
                     return f"Requires-Python {r.requires_python} (this is Python {self.platform.python_version})"
             except Exception:
                 pass
-        for row in self.rows:       # a known-bad row about this package alone
-            when = _when(row)
+        for rid, when in self.rows:     # a known-bad row about this package alone
             if set(when) == {r.package} and when[r.package].contains(r.v, prereleases=True):
-                return f"known-bad release {row.get('id', '?')}"
+                return f"known-bad release {rid}"
         if r.package == "torch":
             if self.torch.floor and r.v.release[:2] < parse(self.torch.floor).release[:2]:
                 return self.torch.floor_why
@@ -225,12 +230,13 @@ class _Solver:
                     return f"{x.package} {x.version} is built for {y.package}{pair} (checks/data/version_pairs.json)"
         return None
 
-    def _bad(self, chosen: dict[str, Release]) -> Optional[str]:
-        for row in self.rows:
-            when = _when(row)
-            if when and all(k in chosen and spec.contains(chosen[k].v, prereleases=True)
-                            for k, spec in when.items()):
-                return f"known-bad combination {row.get('id', '?')}"
+    def _bad_with(self, r: Release, chosen: dict[str, Release]) -> Optional[str]:
+        """_bad for chosen plus r, looking only at the rows that name r's package."""
+        for rid, when in self.rows_by_pkg.get(r.package, ()):
+            if all((k == r.package and spec.contains(r.v, prereleases=True)) or
+                   (k in chosen and k != r.package and spec.contains(chosen[k].v, prereleases=True))
+                   for k, spec in when.items()):
+                return f"known-bad combination {rid}"
         return None
 
     def _fits(self, r: Release, chosen: dict[str, Release]) -> Optional[str]:
@@ -239,7 +245,7 @@ class _Solver:
             why = self._conflict(r, other)
             if why:
                 return why
-        return self._bad({**chosen, r.package: r})
+        return self._bad_with(r, chosen)
 
     # -- search ---------------------------------------------------------------------------------
 
