@@ -111,9 +111,34 @@ def known_bad_rows() -> list[dict]:
     return list(load("known_bad").get("rows", []))
 
 
+_PLANS: dict[tuple, InstallPlan] = {}     # several checks ask for the same machine's plan
+
+
+def _fingerprint(facts: Facts) -> tuple:
+    """Everything plan_install reads from the facts."""
+    p, nv = facts.platform, facts.nvidia
+    return (tuple(sorted(n for n, i in facts.packages.items() if i.version)),
+            p.python_version, p.system, p.machine, p.is_wsl, p.is_windows_native,
+            nv.driver_version, nv.cuda_driver_version,
+            tuple((g.index, tuple(g.capability or ())) for g in nv.gpus),
+            tuple((d.index, tuple(d.capability or ())) for d in facts.torch.devices))
+
+
 def plan_install(facts: Facts, packages: Optional[list[str]] = None, rows: Optional[list[dict]] = None,
                  releases: Optional[ReleaseTable] = None, max_steps: int = MAX_STEPS) -> InstallPlan:
     """Pins for packages (default: the stack packages installed in facts that the table knows)."""
+    if packages is None and rows is None and releases is None and max_steps == MAX_STEPS:
+        key = _fingerprint(facts)
+        if key not in _PLANS:
+            if len(_PLANS) > 16:
+                _PLANS.clear()
+            _PLANS[key] = _plan(facts, None, None, None, max_steps)
+        return _PLANS[key]
+    return _plan(facts, packages, rows, releases, max_steps)
+
+
+def _plan(facts: Facts, packages: Optional[list[str]], rows: Optional[list[dict]],
+          releases: Optional[ReleaseTable], max_steps: int) -> InstallPlan:
     t = releases or table()
     rows = known_bad_rows() if rows is None else rows
     wanted = [canonical_name(p) for p in (packages if packages is not None else
