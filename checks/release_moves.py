@@ -13,8 +13,9 @@ from typing import Optional
 from checks import check
 from checks._releases import EVIDENCE_KEY, Release, declared_on, table
 from checks._resolver import CUDA_BUILDS, pin_lines, plan_install, runnable_torch
-from checks._versions import parse
-from doctor.facts import Facts
+from checks._requires import applicable
+from checks._versions import matches
+from doctor.facts import Facts, canonical_name
 from doctor.findings import Finding, Severity
 
 BLOCKS = "releases.pin-blocks-runnable-torch"
@@ -42,14 +43,10 @@ def release_moves(facts: Facts, config=None) -> list[Finding]:
 
 
 def _admits(rel: Release, runnable: list[Release], facts: Facts) -> bool:
-    from checks._requires import applicable
-    from doctor.facts import canonical_name
-
-    py = parse(facts.platform.python_version)
-    if py is not None and rel.requires_python:
-        from packaging.specifiers import SpecifierSet
-        if not SpecifierSet(rel.requires_python).contains(py, prereleases=True):
-            return False
+    """Could one move to rel here: it supports this Python and its torch range holds a runnable torch."""
+    py = facts.platform.python_version
+    if py and rel.requires_python and matches(py, rel.requires_python) is False:
+        return False
     if rel.requires is None:
         return False
     specs = [req.specifier for req, _ in applicable(rel.requires, facts.platform, rel.package)
