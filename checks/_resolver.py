@@ -333,3 +333,31 @@ def runnable_torch(facts: Facts, releases: Optional[ReleaseTable] = None) -> tup
 def pin_lines(plan: InstallPlan) -> list[str]:
     """'torch==2.7.1+cu128: 2.7.1 (2025-06-04); 2.8.0 is excluded: ...', one per pin, for evidence."""
     return [f"{p.package}=={p.version}: {p.reason}" for p in plan.pins] + plan.notes
+
+
+def violations(facts: Facts, releases: Optional[ReleaseTable] = None, rows: Optional[list[dict]] = None) -> list[str]:
+    """The resolver's constraints that the installed set itself breaks, in words ([]: the installed
+    stack is one the resolver could have chosen, as far as the table knows)."""
+    t = releases or table()
+    rows = known_bad_rows() if rows is None else rows
+    installed = {}
+    for name in PRIORITY:
+        rel = t.get(name, facts.version(name))
+        if rel is not None:
+            installed[name] = rel
+    bounds = _torch_bounds(facts)
+    solver = _Solver(t, facts.platform, bounds, rows, [], MAX_STEPS)
+    out, seen = [], {}
+    tag = (parse(facts.version("torch")) or parse("0")).local
+    if tag and tag.startswith("cu") and bounds.flavours and tag not in {f["tag"] for f in bounds.flavours}:
+        tags = "/".join(f["tag"] for f in bounds.flavours)
+        out.append(f"torch {facts.version('torch')} is a {tag} build, not one this GPU and driver run ({tags})")
+    for name, rel in installed.items():
+        why = solver._alone(rel)
+        if why:
+            out.append(f"{name} {facts.version(name)}: {why}")
+        why = solver._fits(rel, seen)
+        if why:
+            out.append(why)
+        seen[name] = rel
+    return out

@@ -83,8 +83,11 @@ def test_table_fills_in_requirements_and_python_when_facts_carry_only_versions()
 
 @pytest.mark.parametrize("name", ["h100-real.json", "h200-real.json", "cpu-only-laptop.json"])
 def test_healthy_real_captures_get_no_error_from_the_release_checks(name):
+    from checks.release_plan import release_plan
+    from checks.release_table import release_table
+
     facts = snapshot(name)
-    for check in (release_moves, release_drift, release_metadata):
+    for check in (release_moves, release_drift, release_metadata, release_plan, release_table):
         assert [f.id for f in check(facts, None) if f.severity.is_failure] == []
 
 
@@ -122,3 +125,17 @@ def test_cli_reports_the_table_snapshot():
     assert "release table: PyPI snapshot 20" in listing.stdout.replace("\n", " ")
     for cid in ("release-moves", "release-drift", "release-metadata", "release-table"):
         assert cid in listing.stdout
+
+
+def test_one_install_command_when_the_installed_stack_breaks_a_constraint():
+    from checks.release_plan import PLAN, release_plan
+
+    f = one(release_plan(snapshot("rtx5090-old-torch.json")), PLAN)
+    assert f.severity is Severity.WARNING and f.commands[0].startswith("pip install ")
+    assert "+cu128" in f.commands[0] and "--extra-index-url https://download.pytorch.org/whl/cu128" in f.commands[0]
+    assert any("is a cu124 build, not one this GPU and driver run (cu128)" in b for b in f.evidence["constraints broken"])
+    assert len(f.evidence["install pins"]) >= len(f.commands[0].split('=="')) - 1
+    zoo = one(release_plan(snapshot("unsloth-zoo-skew.json")), PLAN)
+    assert "unsloth 2026.9.1 declares unsloth-zoo>=2026.8.16" in zoo.evidence["constraints broken"]
+    for healthy in ("h100-real.json", "h200-real.json", "cpu-only-laptop.json", "h100-healthy.json"):
+        assert release_plan(snapshot(healthy)) == []

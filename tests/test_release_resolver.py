@@ -17,7 +17,7 @@ from packaging.version import Version
 
 from checks._releases import table
 from checks._requires import marker_environment
-from checks._resolver import InstallPlan, plan_install
+from checks._resolver import InstallPlan, plan_install, violations
 from checks_helpers import linux_gpu, snapshot
 from doctor.facts import NvidiaInfo, TorchInfo, canonical_name
 
@@ -163,6 +163,7 @@ def test_after_the_command_the_version_checks_are_satisfied(name):
     found = [f for check in (version_matrix, release_moves, release_drift, release_metadata)
              for f in check(facts, None)]
     assert [f.id for f in found if f.severity.is_failure or f.id == "releases.untested-pairing"] == []
+    assert violations(facts) == []          # and the installed set is now one the resolver accepts
 
 
 def test_impossible_constraints_end_in_a_reason_within_the_step_limit():
