@@ -24,7 +24,7 @@ from checks._data import DATA_DIR, load
 from checks._machine import driver_column, gpus, min_cuda_for_gpus, sm
 from checks._versions import cuda_tuple
 from checks._releases import Release, ReleaseTable, table
-from checks._requires import applicable
+from checks._requires import active_extras, applicable
 from checks._versions import parse
 from doctor.facts import Facts, PlatformInfo, canonical_name
 
@@ -238,7 +238,11 @@ class _Solver:
         if r in self._req_cache:
             return self._req_cache[r]
         out: dict[str, SpecifierSet] = self._req_cache.setdefault(r, {})
-        for req, _line in applicable(r.requires or (), self.platform, r.package):
+        extras = active_extras(r.package)
+        # unsloth lists ~300 lines behind extras nobody installs: skip them before parsing markers
+        lines = [ln for ln in r.requires or () if "extra" not in ln
+                 or any(f'"{e}"' in ln or f"'{e}'" in ln for e in extras)]
+        for req, _line in applicable(lines, self.platform, r.package):
             child = canonical_name(req.name)
             if child != r.package:
                 out[child] = out.get(child, SpecifierSet()) & req.specifier
