@@ -59,17 +59,21 @@ def best_flavour(driver: Optional[str], column: str, cuda_driver_version: Option
     """The newest wheel flavour (cu118 ... cu130) the driver runs and the GPU needs (>= min_cuda);
     among them, one that publishes keep_torch's release when there is one. None when none fits
     (the driver must be updated first) or nothing is known about the driver."""
-    if not driver and not cuda_driver_version:
-        return None
-    floor = cuda_tuple(min_cuda) if min_cuda else None
-    fits = []
-    for row in load("torch_cuda_wheels")["flavours"]:
-        if floor and cuda_tuple(row["cuda"]) < floor:
-            continue
-        if driver_runs(driver, row["cuda"], column, cuda_driver_version):
-            fits.append(row)
+    fits = fitting_flavours(driver, column, cuda_driver_version, min_cuda)
     same_torch = [r for r in fits if covers(r, keep_torch)]
     return max(same_torch or fits, key=lambda r: cuda_tuple(r["cuda"]), default=None)
+
+
+def fitting_flavours(driver: Optional[str], column: str, cuda_driver_version: Optional[str] = None,
+                     min_cuda: Optional[str] = None) -> list[dict]:
+    """Every wheel flavour the driver runs and the GPU needs (>= min_cuda); [] when nothing is
+    known about the driver."""
+    if not driver and not cuda_driver_version:
+        return []
+    floor = cuda_tuple(min_cuda) if min_cuda else None
+    return [row for row in load("torch_cuda_wheels")["flavours"]
+            if not (floor and cuda_tuple(row["cuda"]) < floor)
+            and driver_runs(driver, row["cuda"], column, cuda_driver_version)]
 
 
 def flavour_for_cuda(min_cuda: str) -> Optional[dict]:

@@ -7,6 +7,7 @@ every install path pulls in (checks/data/version_pairs.json "active_extras"); UR
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Optional
 
@@ -65,18 +66,30 @@ def applicable_requirements(facts: Facts, package: str) -> list[tuple[Requiremen
     info = facts.packages.get(canonical_name(package))
     if info is None or not info.version:
         return []
-    env = marker_environment(facts.platform)
+    return applicable(info.requires, facts.platform, package)
+
+
+def applicable(lines, platform: PlatformInfo, package: str) -> list[tuple[Requirement, str]]:
+    """(Requirement, line) for the Requires-Dist lines of package (installed, or a release in
+    checks/data/releases.json.gz) that apply on this platform."""
+    env = marker_environment(platform)
     extras = active_extras(package)
     out = []
-    for line in info.requires:
-        try:
-            req = Requirement(line)
-        except InvalidRequirement:
-            continue
-        if req.url or not _applies(req, env, extras):
+    for line in lines:
+        req = _requirement(line)
+        if req is None or req.url or not _applies(req, env, extras):
             continue
         out.append((req, line))
     return out
+
+
+@functools.lru_cache(maxsize=8192)
+def _requirement(line: str) -> Optional[Requirement]:
+    """Parsed once per process: the release table repeats the same lines across releases."""
+    try:
+        return Requirement(line)
+    except InvalidRequirement:
+        return None
 
 
 def requirement_on(facts: Facts, package: str, child: str) -> Optional[Requirement]:

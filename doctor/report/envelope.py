@@ -51,4 +51,12 @@ class Report:
             "findings": [f.to_dict() for f in self.findings],
             "facts": self.facts.to_dict() if self.facts else None,
             "sections": to_jsonable(self.sections),
+            "release_table_snapshot": _release_table_snapshot(),
         }
+
+
+def _release_table_snapshot() -> Optional[str]:
+    """When the bundled release table (checks/data/releases.json.gz) was built, if a check used it."""
+    from checks._releases import loaded_snapshot
+
+    return loaded_snapshot()
