@@ -57,7 +57,7 @@ class BundleWriter:
     # -- members ------------------------------------------------------------------------------
     def add_text(self, name: str, text: str, source: str, counts: Optional[Counter] = None) -> str:
         """Redact and store text; returns what was stored."""
-        red, c = self.redactor.redact_counted(text)
+        red, c = self.redactor.redact_file(name, text)     # a script is redacted so it still parses
         if counts:
             c = c + Counter(counts)
         self._store(name, red.encode("utf-8"), source, c)

@@ -251,9 +251,17 @@ def _clean(text: Optional[str]) -> Optional[str]:
     return text if text.strip() else None
 
 
+# Stands for the script's block while the rest of the body is redacted as text: the script is
+# redacted as source (Redactor.redact_file) so the code a maintainer copies still parses.
+_SCRIPT_SLOT = "\x00\x01script\x01\x00"
+
+
 class _Composer:
-    def __init__(self, inp: IssueInputs):
+    def __init__(self, inp: IssueInputs, redactor: Optional[Redactor] = None):
         self.inp = copy.copy(inp)
+        self.redactor = redactor
+        self.script_block: Optional[str] = None
+        self.script_counts: Counter = Counter()
         for name in _TEXT_FIELDS:
             setattr(self.inp, name, _clean(getattr(inp, name)))
 
@@ -297,7 +305,13 @@ class _Composer:
                 code = head_lines(code, 60, 4000)
             lang = "python" if (i.config_name or "").endswith(".py") else \
                 "yaml" if (i.config_name or "").endswith((".yaml", ".yml")) else ""
-            out += [details(f"{i.config_name} (secrets removed)", fenced(code, lang)), ""]
+            summary = f"{i.config_name} (secrets removed)"
+            if self.redactor is not None:
+                code, self.script_counts = self.redactor.redact_file(i.config_name or "", code)
+                self.script_block = details(self.redactor.redact(summary), fenced(code, lang))
+                out += [_SCRIPT_SLOT, ""]
+            else:
+                out += [details(summary, fenced(code, lang)), ""]
         elif i.config_text:
             out += [f"_The script (secrets removed) is in `{i.bundle_name}`._", ""]
         else:
@@ -398,19 +412,23 @@ def build_issue(inp: IssueInputs, redactor: Optional[Redactor] = None,
     Lengths are measured after redaction and placeholder escaping, since a placeholder can be
     longer than what it replaces.
     """
-    comp = _Composer(inp)
+    comp = _Composer(inp, redactor)
     levels: dict[str, int] = {}
     truncated: list[str] = []
     made: Counter = Counter()
 
     def final(short: bool = False) -> str:
+        comp.script_block = None
         text = comp.render(levels, [] if short else truncated, short=short)
         if redactor is not None:
             text, counts = redactor.redact_counted(text)
             if not short:
                 made.clear()
-                made.update(counts)
-        return escape_placeholders(text)
+                made.update(counts + comp.script_counts)
+        text = escape_placeholders(text)
+        if comp.script_block is not None:    # after escaping: inside a fence placeholders stay as they are
+            text = text.replace(_SCRIPT_SLOT, comp.script_block, 1)
+        return text
 
     body = final()
     for part, meanings in SHRINK_ORDER:

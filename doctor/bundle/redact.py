@@ -28,7 +28,9 @@ names (unsloth/Meta-Llama-3.1-8B-bnb-4bit), CUDA paths, commit hashes.
 """
 from __future__ import annotations
 
+import math
 import re
+import tokenize
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Optional
@@ -76,15 +78,60 @@ _TOKEN_SHAPES: list[tuple[str, str, int]] = [
     ("jwt", _LB + r"eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}", 0),
 ]
 
-# Key names that hold credentials (rule 3), as the last part of a dotted/underscored name.
-_SECRET_KEY = (r"(?:[A-Za-z0-9]+[_\-.])*(?:api[_\-]?key|apikey|access[_\-]?key|secret[_\-]?key|"
-               r"private[_\-]?key|account[_\-]?key|auth[_\-]?token|access[_\-]?token|refresh[_\-]?token|"
-               r"token|secret|password|passwd|passphrase|credentials?|cookie|client[_\-]?secret)")
-_SECRET_KEY_FULL = re.compile(_SECRET_KEY + r"\Z", re.I)
+# Credential names (rule 3): ONE predicate for code names, config keys, JSON keys, argv flags,
+# environment names and py-spy locals. A name is split into words (snake, kebab, dotted and
+# camelCase: HF_TOKEN, hfToken, wandb-api-key, cfg.db.pass); it says credential when its last
+# word is one of CREDENTIAL_WORDS, or any word is one of ALWAYS_CREDENTIAL (AWS_SECRET_ACCESS_KEY,
+# password_file ...). "key" alone is weaker: api_key, access_key, secret_key, wandb_key ... are
+# credentials, but a bare `key` or sort_key / text_key names a column or a sort order, so under a
+# weak name a value that is a plain word or a dotted identifier (text, length, model.layers.0) stays.
+CREDENTIAL_WORDS = frozenset("token secret password passwd pwd pw pass passphrase credential credentials "
+                             "cookie auth apikey pat".split())
+ALWAYS_CREDENTIAL = frozenset("secret secrets password passwd passphrase credential credentials apikey".split())
+# A key after one of these is a credential whatever its value (hf_key, db_key: the qualifier names
+# a service or a kind of key, not a column).
+KEY_QUALIFIERS = frozenset("api access secret private account client auth signing encryption license "
+                           "master session service storage sas ssh gpg pgp wandb openai anthropic hf hub "
+                           "github gh gitlab aws azure gcp s3 db database redis mongo postgres mysql "
+                           "slack discord telegram stripe comet neptune mlflow".split())
+_NAME_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+_WEAK_PLAIN = re.compile(r"\A(?:[A-Za-z_ \-]{1,40}|[A-Za-z_]\w*(?:\.\w+)+)\Z")
 # Tokenizer special tokens are vocabulary, not credentials: `pad_token = tokenizer.eos_token`.
 _SPECIAL_TOKEN_KEY = re.compile(
     r"(?:^|[_\-.])(?:pad|eos|bos|unk|sep|cls|mask|image|audio|video|start|end|im_start|im_end|"
     r"think|special|additional_special|chat|boi|eoi|boa|eoa|fim_\w+)[_\-]token\Z", re.I)
+STRONG, WEAK = 2, 1
+
+
+def credential_strength(name: str) -> int:
+    """STRONG (every literal value is a secret), WEAK (only values that are not plain words), or 0."""
+    name = name.strip().lstrip("-$").strip("'\"")
+    if not name or len(name) > 120 or _SPECIAL_TOKEN_KEY.search(name):
+        return 0
+    words = [w.lower() for w in _NAME_WORDS.findall(name)]
+    if not words:
+        return 0
+    last = words[-1]
+    if last in CREDENTIAL_WORDS or ALWAYS_CREDENTIAL.intersection(words):
+        return STRONG
+    if last in ("key", "keys"):
+        return STRONG if len(words) > 1 and words[-2] in KEY_QUALIFIERS else WEAK
+    return 0
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether a name (variable, key, flag, local, environment variable) says credential."""
+    return credential_strength(key) > 0
+
+
+def is_secret_value(strength: int, value: str) -> bool:
+    """Whether a literal under a name of that strength is to be replaced."""
+    v = value.strip()
+    if not strength or _NOT_SECRET_LITERAL.match(v):
+        return False
+    return strength == STRONG or not _WEAK_PLAIN.match(v)
+
+
 # Values that are not secrets: literals, shell variables, and (unquoted only) code that fetches
 # one: os.environ[...], getenv(...), args.token.
 # Also the placeholders of docs and notebooks: "hf_...", "YOUR_HF_TOKEN", "<your token>", "xxxx".
@@ -96,7 +143,9 @@ _CODE_VALUE = re.compile(
     re.S)
 
 _CONTEXT_RULES: list[tuple[str, str, int]] = [
-    ("url-credentials", r"(?<=://)[^/\s:@<>\"'\\]+:[^/\s@<>\"'\\]+(?=@)", 0),
+    ("url-credentials", r"(?<=://)[^/\s:@<>\"'\\]*:[^/\s@<>\"'\\]+(?=@)", 0),
+    # a user with no password is a token when it is one (https://TOKEN@github.com); plain git@ is not
+    ("url-credentials", r"(?<=://)(?!(?:git|hg|anonymous|ftp)@)(?!<)[^/\s:@<>\"'\\]+(?=@[A-Za-z0-9])", 0),
     ("authorization", r"(?i)(\bauthorization[\"']?\s*[:=]\s*[\"']?(?:(?:bearer|basic|token|bot)\s+)?)"
                       r"(?!(?:bearer|basic|token|bot)\b)(?!<)" + _BARE, 0),
     ("bearer", r"(?i)(\bbearer\s+)(?!<)[A-Za-z0-9._~+/=\-]{8,}", 0),
@@ -108,15 +157,21 @@ _CONTEXT_RULES: list[tuple[str, str, int]] = [
     ("netrc-password", r"(?im)((?:^[ \t]*|\bmachine\s+\S+\s+login\s+\S+\s+)password[ \t]+)(?![=:<])\S+", 0),
 ]
 
+# `NAME = value`, `NAME: value`, `"NAME": value`, `os.environ["NAME"] = value`,
+# `setdefault("NAME", "value")`, `export NAME=value`: any name, judged by credential_strength in
+# the callback (the lookahead only skips names with no credential word in them, for speed).
+_CRED_HINT = r"(?=[A-Za-z0-9_.\-]{0,80}?(?i:token|secret|pass|pw|pwd|auth|key|cookie|credential|pat))"
 _KEY_VALUE = re.compile(
-    r"(?<![A-Za-z0-9])(?P<key>" + _SECRET_KEY + r")(?P<sep>[\"']?[ \t]*[:=][ \t]*)"
-    r"(?P<value>" + _QUOTED + r"|" + _CODE + r"|" + _BARE + r")", re.I)
-_FLAG_KEY = (r"--?(?:[A-Za-z0-9]+[_\-])*(?:token|password|passwd|secret|api[_\-]?key|access[_\-]?key|"
-             r"secret[_\-]?key|auth)")
+    r"(?<![A-Za-z0-9_.\-])(?P<q>[\"']?)" + _CRED_HINT + r"(?P<key>[A-Za-z_][A-Za-z0-9_.\-]{0,80}?)(?P=q)"
+    r"(?P<sep>\]?[ \t]*[:=][ \t]*|[ \t]*,[ \t]*(?=[\"']))"
+    r"(?P<value>" + _QUOTED + r"|" + _CODE + r"|" + _BARE + r")")
+# wandb.login(key="..."), huggingface_hub.login("..."): the call says credential, whatever the name.
+_LOGIN_ARG = re.compile(r"(?P<key>\blogin[ \t]*\([ \t]*(?:(?:key|token)[ \t]*=[ \t]*)?)(?P<sep>)"
+                        r"(?P<value>" + _QUOTED + r")")
 _FLAG_VALUE = re.compile(
-    r"(?<![A-Za-z0-9\-])(?P<key>" + _FLAG_KEY + r")(?P<sep>=|[ \t]+)(?!-)(?P<value>" + _QUOTED + r"|" + _CODE +
-    r"|" + _BARE + r")", re.I)
-_FLAG_KEY_FULL = re.compile(_FLAG_KEY + r"\Z", re.I)      # an argv element: the next one is its value
+    r"(?<![A-Za-z0-9\-])(?P<key>--?" + _CRED_HINT + r"[A-Za-z][A-Za-z0-9_\-]{0,80}?)(?P<sep>=|[ \t]+)(?![-\s])"
+    r"(?P<value>" + _QUOTED + r"|" + _CODE + r"|" + _BARE + r")")
+_FLAG = re.compile(r"--?[A-Za-z][A-Za-z0-9_\-]*\Z")      # an argv element: the next one is its value
 
 _HOME_SHAPED = re.compile(
     r"(?P<prefix>/home/|(?i:/mnt/[a-z]/users/)|(?i:[a-z]:(?:\\\\|\\|/)users(?:\\\\|\\|/))|/Users/)"
@@ -177,6 +232,7 @@ class Redactor:
             rx = re.compile(pattern, flags)
             rules.append((kind, rx, _keep_group1 if rx.groups else None))
         rules.append(("secret-value", _KEY_VALUE, _key_value))
+        rules.append(("secret-value", _LOGIN_ARG, _key_value))
         rules.append(("secret-flag", _FLAG_VALUE, _key_value))
         for home in self.homes:
             # A home path ends at a separator or at a character no path name continues with.
@@ -185,6 +241,15 @@ class Redactor:
                 esc = home.replace("\\", "\\\\")
                 rules.append(("home", re.compile(re.escape(esc) + r"(?![A-Za-z0-9_.\-])"), lambda m: HOME))
         rules.append(("home-path", _HOME_SHAPED, _home_shaped))
+        ids = [(u, USER) for u in self.usernames] + [(h, HOST) for h in self.hostnames] + \
+              [(h.split(".")[0], HOST) for h in self.hostnames if "." in h]
+        if self.usernames and self.hostnames:   # a shell prompt: user@host, whatever their length
+            rules.append(("identity", re.compile(
+                r"(?<![A-Za-z0-9_.\-])(?:" + "|".join(map(re.escape, self.usernames)) + r")@(?:" +
+                "|".join(map(re.escape, self.hostnames)) + r")(?![A-Za-z0-9_\-])", re.I), lambda m: f"{USER}@{HOST}"))
+        in_paths = _path_names(ids)
+        if in_paths:
+            rules.append(("identity-in-path", _PATH_COMPONENT, lambda m: _in_component(m.group(0), in_paths)))
         users = [u for u in self.usernames if is_distinctive(u)]
         if users:
             rules.append(("username", _token_rx(users, domain=False), lambda m: USER))
@@ -193,6 +258,7 @@ class Redactor:
         if hosts:
             rules.append(("hostname", _token_rx(sorted(hosts), domain=True), lambda m: HOST))
         rules.append(("email", _EMAIL, None))
+        rules.append(("high-entropy", _ENTROPY_CANDIDATE, _mask_high_entropy))
         rules.append(("serial-number", _SERIAL, _keep_group1))
         return rules
 
@@ -216,6 +282,23 @@ class Redactor:
     def redact(self, text: str) -> str:
         return self.redact_counted(text)[0]
 
+    def _scan(self, text: str) -> tuple[str, Counter]:
+        """redact_counted without adding to self.counts (the caller adds what it keeps)."""
+        saved = self.counts.copy()
+        out = self.redact_counted(text)
+        self.counts = saved
+        return out
+
+    def redact_file(self, name: str, text: str) -> tuple[str, Counter]:
+        """A file's text, by its kind: Python source token by token (so it still parses, see
+        redact_python), anything else as text (YAML and JSON keep their shape: a quoted value
+        stays quoted, a bare one becomes a bare placeholder)."""
+        if self.enabled and str(name).lower().endswith((".py", ".pyw")):
+            done = redact_python(self, text)
+            if done is not None:
+                return done
+        return self.redact_counted(text)
+
     def redact_obj(self, obj: Any, counts: Optional[Counter] = None) -> Any:
         """A JSON-able object with every string (keys too) redacted, and the value of every key
         that names a credential replaced whole. Works on decoded strings, so JSON escaping can
@@ -227,7 +310,7 @@ class Redactor:
             out = {}
             for k, v in obj.items():
                 key = self._str(str(k), counts)
-                if isinstance(v, str) and is_secret_key(str(k)) and not _NOT_SECRET_LITERAL.match(v.strip()):
+                if isinstance(v, str) and is_secret_value(credential_strength(str(k)), v):
                     self._count(counts, "secret-value")
                     out[key] = placeholder("secret-value")
                 else:
@@ -238,9 +321,8 @@ class Redactor:
             for k, v in enumerate(obj):
                 prev = obj[k - 1] if k else None
                 # argv as a list: ["--password", "x"] has the context in the element before
-                if (isinstance(v, str) and isinstance(prev, str) and _FLAG_KEY_FULL.match(prev)
-                        and not _SPECIAL_TOKEN_KEY.search(prev.lstrip("-")) and not v.startswith("-")
-                        and not _NOT_SECRET_LITERAL.match(v.strip())):
+                if (isinstance(v, str) and isinstance(prev, str) and _FLAG.match(prev) and not v.startswith("-")
+                        and is_secret_value(credential_strength(prev), v)):
                     self._count(counts, "secret-flag")
                     out_list.append(placeholder("secret-flag"))
                 else:
@@ -310,22 +392,240 @@ def _keep_group1(m: re.Match) -> str:
     return m.group(1) + placeholder("\0")
 
 
-def is_secret_key(key: str) -> bool:
-    return bool(_SECRET_KEY_FULL.match(key)) and not _SPECIAL_TOKEN_KEY.search(key)
-
-
 def _key_value(m: re.Match) -> str:
     key, value = m.group("key"), m.group("value")
+    if m.re is _LOGIN_ARG:
+        strength = STRONG
+    else:
+        q = m.groupdict().get("q") or ""
+        if not q and ("]" in m.group("sep") or "," in m.group("sep")):
+            return m.group(0)       # x[i] = ..., f(a, "b"): only a quoted name has that context
+        strength = credential_strength(key)
     quoted = value[:1] in "\"'" and len(value) >= 2
     inner = value[1:-1] if quoted else value
-    if (_SPECIAL_TOKEN_KEY.search(key.lstrip("-")) or _NOT_SECRET_LITERAL.match(inner.strip())
-            or (not quoted and _CODE_VALUE.match(inner))):
+    if not is_secret_value(strength, inner) or (not quoted and _CODE_VALUE.match(inner)):
         return m.group(0)
-    quote = value[0] if value[:1] in "\"'" else ""
-    return f"{key}{m.group('sep')}{quote}{placeholder(chr(0))}{quote}"
+    quote = value[0] if quoted else ""
+    return m.group(0)[: m.start("value") - m.start(0)] + f"{quote}{placeholder(chr(0))}{quote}"
+
+
+# -- identity inside path components ---------------------------------------------------------
+# A component of a path (after / or \\): ~/proj-alice, /data/alice_runs, C:\\work\\alice-pc.
+_PATH_COMPONENT = re.compile(r"(?<=[/\\])[^/\\\s\"'<>:|*?,;()\[\]{}=@]+")
+
+
+def _path_names(ids: list[tuple[str, str]]) -> list[tuple[re.Pattern, str]]:
+    """(pattern, placeholder) per user/host name for path components. A distinctive name (3+
+    characters, not common) goes wherever it is delimited by a non-alphanumeric character inside a
+    component; a 2-character name only as a whole component (/data/al/x); a 1-character or common
+    name never (a user "c" would eat /mnt/c, "cuda" /usr/local/cuda)."""
+    out = []
+    for name, ph in dict.fromkeys(ids):
+        if not name:
+            continue
+        if is_distinctive(name):
+            out.append((re.compile(r"(?<![A-Za-z0-9])" + re.escape(name) + r"(?![A-Za-z0-9])", re.I), ph))
+        elif len(name) == 2 and name.lower() not in COMMON_NAMES:
+            out.append((re.compile(r"\A" + re.escape(name) + r"\Z", re.I), ph))
+    return out
+
+
+def _in_component(comp: str, names: list[tuple[re.Pattern, str]]) -> str:
+    if comp.startswith("<"):
+        return comp
+    for rx, ph in names:
+        comp = rx.sub(ph, comp)
+    return comp
+
+
+# -- high entropy ------------------------------------------------------------------------------
+# A run of base64/token characters. Pure hexadecimal is never masked by entropy: sha256 sums in
+# the manifest, commit ids, dataset fingerprints and object addresses are hex, and hex secrets
+# (W&B keys) are caught by their context instead. Thresholds: see benchmarks/redaction.md.
+_ENTROPY_CANDIDATE = re.compile(r"(?<![A-Za-z0-9+/=_\-])[A-Za-z0-9+/=_\-]{%d,}(?![A-Za-z0-9+/=_\-])" % 20)
+ENTROPY_MIN_LEN = 20
+# Calibrated on 5,000 random tokens against the 44k distinct 20+-character tokens of this
+# repository, the venv's file paths and pip freeze (benchmarks/redaction.md): 0.80 of the maximal
+# entropy and word pieces of 2.5 characters on average mask 95% of random tokens (the rest lack a
+# digit or a case: shapes and context catch those) and none of the ordinary ones.
+ENTROPY_BITS = 0.80
+MAX_PIECE_LEN = 2.5
+# hex, with dashes, after an optional short word: sha256 sums, commit ids, GPU-<uuid>, MIG-<uuid>
+_HEX_ONLY = re.compile(r"\A(?:[A-Za-z]{1,8}[\-_:])?[0-9a-fA-F\-]+\Z")
+# word pieces: Auto|Model|For|Vision|2|Seq; a random token breaks into pieces of 1-2 characters
+_PIECES = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[0-9]+")
+
+
+def shannon_bits(s: str) -> float:
+    n = len(s)
+    return -sum(c / n * math.log2(c / n) for c in Counter(s).values()) if n else 0.0
+
+
+def is_high_entropy(token: str) -> bool:
+    """A token that is random rather than made of words: 20+ characters; upper and lower case
+    letters and digits all present; not hex; its word pieces short (MAX_PIECE_LEN on average); and
+    Shannon entropy at or above ENTROPY_BITS x the most a string of its length can have."""
+    t = token.strip("=")
+    if len(t) < ENTROPY_MIN_LEN or _HEX_ONLY.match(t):
+        return False
+    if not (re.search(r"[a-z]", t) and re.search(r"[A-Z]", t) and re.search(r"[0-9]", t)):
+        return False
+    pieces = _PIECES.findall(t)
+    if sum(map(len, pieces)) > MAX_PIECE_LEN * len(pieces):
+        return False
+    return shannon_bits(t) >= ENTROPY_BITS * math.log2(min(len(t), 64))
+
+
+def _mask_high_entropy(m: re.Match) -> str:
+    return placeholder("high-entropy") if is_high_entropy(m.group(0)) else m.group(0)
 
 
 def _home_shaped(m: re.Match) -> str:
     if m.group("name").lower() in _NOT_A_PERSON:
         return m.group(0)
     return m.group("prefix") + USER
+
+
+# -- Python source ----------------------------------------------------------------------------
+# In a script the rules above would see `token = hf_token,` as a bare secret and break the file.
+# So a script is redacted token by token: a string literal whose context says credential is
+# replaced whole by a placeholder literal with the same prefix and quotes; every other string's
+# content and every comment go through the text rules (a placeholder holds no quote, backslash or
+# newline, so a literal stays a literal); names and operators are never touched.
+_SETTERS = frozenset({"setdefault", "putenv", "setenv", "set", "get", "__setitem__", "update"})
+_STR_PREFIX = re.compile(r"\A([A-Za-z]*)('''|\"\"\"|'|\")")
+MAX_PYTHON_CHARS = 4_000_000     # beyond this (or when it does not tokenize), the text rules apply
+
+
+def _literal_value(tok: str) -> str:
+    """The content of a plain string token (no f-string), else ""."""
+    m = _STR_PREFIX.match(tok)
+    if not m or "f" in m.group(1).lower():
+        return ""
+    return tok[m.end():len(tok) - len(m.group(2))]
+
+
+def _string_context(sig: list, calls: list) -> int:
+    """Credential strength of the string token that follows `sig` (the significant tokens before
+    it, as (type, text)); calls: the names of the calls it is inside, innermost last."""
+    def at(k):
+        return sig[-k] if len(sig) >= k else (None, "")
+
+    (t1, s1), (t2, s2), (t3, s3), (t4, s4) = at(1), at(2), at(3), at(4)
+    if s1 == "=" and t2 == tokenize.NAME and calls and calls[-1] == "login":
+        return STRONG                                                # wandb.login(key="...")
+    if s1 == "=" and t2 == tokenize.NAME and s3 == ":" and t4 == tokenize.NAME:
+        return credential_strength(s4)                               # token: str = "..."
+    if s1 in ("=", ":", ":=") and t2 == tokenize.NAME:               # token = "...", f(token="...")
+        return credential_strength(s2)
+    if s1 == ":" and t2 == tokenize.STRING:                          # {"api_key": "..."}
+        return credential_strength(_literal_value(s2))
+    if s1 == "=" and s2 == "]" and t3 == tokenize.STRING:            # os.environ["WANDB_API_KEY"] = "..."
+        return credential_strength(_literal_value(s3))
+    if s1 == "," and t2 == tokenize.STRING and s3 == "(" and s4 in _SETTERS:
+        return credential_strength(_literal_value(s2))               # os.environ.setdefault("HF_TOKEN", "...")
+    if s1 == "(" and s2 == "login":
+        return STRONG                                                # huggingface_hub.login("...")
+    return 0
+
+
+def redact_python(r: "Redactor", text: str) -> Optional[tuple[str, Counter]]:
+    """Python source redacted so that it still parses whenever it did (see above); None when it
+    cannot be tokenized (the caller falls back to the text rules)."""
+    import ast
+    import io
+
+    if len(text) > MAX_PYTHON_CHARS:
+        return None
+    try:
+        toks = list(tokenize.generate_tokens(io.StringIO(text).readline))
+    except (tokenize.TokenError, SyntaxError, ValueError):
+        return None
+    starts = [0]
+    for line in io.StringIO(text):       # the tokenizer's idea of lines (\n, \r\n, \r)
+        starts.append(starts[-1] + len(line))
+
+    def offset(pos):
+        return starts[pos[0] - 1] + pos[1] if pos[0] - 1 < len(starts) else len(text)
+
+    counts: Counter = Counter()
+    edits: list[tuple[int, int, str]] = []
+    sig: list = []
+    calls: list[str] = []
+    replaced_prev = False
+    for tok in toks:
+        typ, val = tok.type, tok.string
+        if typ == tokenize.COMMENT:
+            red, c = r.redact_counted(val)
+            if red != val:
+                edits.append((offset(tok.start), offset(tok.end), red))
+                counts.update(c)
+            continue
+        if typ in (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER):
+            if typ == tokenize.NEWLINE:
+                sig.clear()
+                calls.clear()
+            continue
+        if typ == tokenize.STRING:
+            # "abc" "def" after a credential name: the continuation is part of the secret
+            strength = STRONG if replaced_prev and sig and sig[-1][0] == tokenize.STRING else \
+                _string_context(sig, calls)
+            m = _STR_PREFIX.match(val)
+            new = val
+            if m:
+                inner = val[m.end():len(val) - len(m.group(2))]
+                if strength and ("f" in m.group(1).lower() or is_secret_value(strength, inner)):
+                    new = m.group(1) + m.group(2) + placeholder("secret-value") + m.group(2)
+                    counts["secret-value"] += 1
+                else:
+                    red, c = r._scan(inner)
+                    if red != inner:
+                        new = val[:m.end()] + red + m.group(2)
+                        counts.update(c)
+            replaced_prev = new != val and strength > 0
+            if new != val:
+                edits.append((offset(tok.start), offset(tok.end), new))
+        else:
+            replaced_prev = False
+        if typ == tokenize.OP and val in ("(", "[", "{"):
+            calls.append(sig[-1][1] if val == "(" and sig and sig[-1][0] == tokenize.NAME else "")
+        elif typ == tokenize.OP and val in (")", "]", "}") and calls:
+            calls.pop()
+        sig.append((typ, val))
+        del sig[:-6]
+    out = text
+    for a, b, new in sorted(edits, reverse=True):
+        out = out[:a] + new + out[b:]
+    if out != text and _parses(text) and not _parses(out):
+        return _redact_python_wholesale(r, text, toks, offset)
+    r.counts.update(counts)
+    return out, counts
+
+
+def _parses(text: str) -> bool:
+    import ast
+
+    try:
+        ast.parse(text)
+        return True
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return False
+
+
+def _redact_python_wholesale(r: "Redactor", text: str, toks: list, offset) -> tuple[str, Counter]:
+    """The safety net: every string literal the rules would change is replaced whole by a plain
+    placeholder literal, every comment that would change by a placeholder comment."""
+    counts: Counter = Counter()
+    edits = []
+    for tok in toks:
+        if tok.type in (tokenize.STRING, tokenize.COMMENT):
+            red, c = r._scan(tok.string)
+            if red != tok.string:
+                counts.update(c)
+                new = f'"{placeholder("string")}"' if tok.type == tokenize.STRING else f"# {placeholder('comment')}"
+                edits.append((offset(tok.start), offset(tok.end), new))
+    out = text
+    for a, b, new in sorted(edits, reverse=True):
+        out = out[:a] + new + out[b:]
+    r.counts.update(counts)
+    return out, counts
