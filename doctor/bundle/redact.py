@@ -76,7 +76,38 @@ _TOKEN_SHAPES: list[tuple[str, str, int]] = [
     ("slack-token", _LB + r"xox[baprs]-[A-Za-z0-9\-]{10,}", 0),
     ("aws-access-key-id", _LB + r"(?:AKIA|ASIA)[0-9A-Z]{16}" + _RB, 0),
     ("jwt", _LB + r"eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}", 0),
+    # Provider shapes taken from detect-secrets 1.5's plugins (github.com/Yelp/detect-secrets,
+    # detect_secrets/plugins/<name>.py), where the entropy rule cannot help: hex bodies (Twilio,
+    # Mailchimp) or bodies made of words. benchmarks/redaction.md compares the two detectors.
+    ("twilio-key", _LB + r"(?:AC|SK)[a-z0-9]{32}" + _RB, 0),                  # twilio.py
+    ("mailchimp-key", _LB + r"[0-9a-z]{32}-us[0-9]{1,2}" + _RB, 0),           # mailchimp.py
+    ("square-oauth", _LB + r"sq0csp-[0-9A-Za-z\-_]{43}", 0),                  # square_oauth.py
+    ("stripe-key", _LB + r"[rs]k_live_[0-9a-zA-Z]{24,}", 0),                   # stripe.py
+    ("sendgrid-key", _LB + r"SG\.[a-zA-Z0-9_\-]{22}\.[a-zA-Z0-9_\-]{43}", 0),    # sendgrid.py
+    ("pypi-token", _LB + r"pypi-AgEIcHlwaS5vcmc[A-Za-z0-9\-_]{70,}", 0),       # pypi_token.py
+    ("gitlab-token", _LB + r"gl(?:pat|dt|ptt|rt|cbt|soat|ffct|agent|oas)-[0-9A-Za-z_\-]{20,}", 0),  # gitlab_token.py
+    ("npm-token", _LB + r"npm_[A-Za-z0-9]{36}" + _RB, 0),                      # npm.py (.npmrc authToken)
+    ("telegram-token", _LB + r"[0-9]{8,10}:[0-9A-Za-z_\-]{35}" + _RB, 0),      # telegram_token.py
+    ("discord-token", _LB + r"[MNO][a-zA-Z0-9_\-]{23,25}\.[a-zA-Z0-9_\-]{6}\.[a-zA-Z0-9_\-]{27}", 0),  # discord.py
+    # Google API keys and Hugging Face organisation tokens: documented prefixes
+    # (cloud.google.com/docs/authentication/api-keys, huggingface.co/docs/hub/security-tokens)
+    ("google-api-key", _LB + r"AIza[0-9A-Za-z_\-]{35}" + _RB, 0),
+    ("hf-token", _LB + r"api_org_[A-Za-z0-9]{30,}", 0),
 ]
+
+# Literals (lower case) without which a rule cannot match: the rule is skipped on text lacking all.
+_NEEDLES: dict[str, tuple[str, ...]] = {
+    "private-key": ("private key",), "anthropic-key": ("sk-ant-",), "openai-key": ("sk-",), "hf-token": ("hf_", "api_org_"),
+    "github-token": ("gh", "github_pat_"), "slack-token": ("xox",), "aws-access-key-id": ("akia", "asia"),
+    "jwt": ("eyj",), "twilio-key": ("ac", "sk"), "mailchimp-key": ("-us",), "square-oauth": ("sq0csp-",),
+    "stripe-key": ("k_live_",), "sendgrid-key": ("sg.",), "pypi-token": ("pypi-",), "gitlab-token": ("gl",),
+    "npm-token": ("npm_",), "telegram-token": (":",), "discord-token": (".",), "google-api-key": ("aiza",),
+    "url-credentials": ("://",), "authorization": ("authorization",), "bearer": ("bearer",),
+    "presigned-url": ("=",), "aws-secret-key": ("aws_secret_access_key",), "wandb-key": ("wandb",),
+    "netrc-password": ("password",), "secret-flag": ("-",), "email": ("@",), "serial-number": ("serial",),
+    "secret-value": ("token", "secret", "pass", "pw", "auth", "key", "cookie", "credential", "pat", "login"),
+}
+
 
 # Credential names (rule 3): ONE predicate for code names, config keys, JSON keys, argv flags,
 # environment names and py-spy locals. A name is split into words (snake, kebab, dotted and
@@ -171,6 +202,7 @@ _LOGIN_ARG = re.compile(r"(?P<key>\blogin[ \t]*\([ \t]*(?:(?:key|token)[ \t]*=[ 
 _FLAG_VALUE = re.compile(
     r"(?<![A-Za-z0-9\-])(?P<key>--?" + _CRED_HINT + r"[A-Za-z][A-Za-z0-9_\-]{0,80}?)(?P<sep>=|[ \t]+)(?![-\s])"
     r"(?P<value>" + _QUOTED + r"|" + _CODE + r"|" + _BARE + r")")
+_SETTER_CALL = re.compile(r"(?:setdefault|putenv|setenv|__setitem__)[ \t]*\([ \t]*\Z")
 _FLAG = re.compile(r"--?[A-Za-z][A-Za-z0-9_\-]*\Z")      # an argv element: the next one is its value
 
 _HOME_SHAPED = re.compile(
@@ -220,6 +252,10 @@ class Redactor:
         self.known_secrets = tuple(sorted({s for s in self.known_secrets
                                            if s and len(s) >= MIN_KNOWN_SECRET_LEN}, key=len, reverse=True))
         self._rules = self._compile()
+        names = {"username": self.usernames, "hostname": [h.split(".")[0] for h in self.hostnames],
+                 "identity": ("@",)}
+        self._needles = [tuple(n.lower() for n in names[k]) if k in names else _NEEDLES.get(k)
+                         for k, _, _ in self._rules]
 
     # -- building -----------------------------------------------------------------------------
     def _compile(self) -> list[tuple[str, re.Pattern, Any]]:
@@ -272,8 +308,11 @@ class Redactor:
         # rare overlap where one replacement exposes another match.
         for _ in range(3):
             before = text
-            for kind, rx, repl in self._rules:
-                text = _sub(rx, kind, repl, text, counts)
+            low = text.lower()
+            for (kind, rx, repl), needles in zip(self._rules, self._needles):
+                # most rules need a literal that most text lacks: `in` is far cheaper than a scan
+                if needles is None or any(n in low for n in needles):
+                    text = _sub(rx, kind, repl, text, counts)
             if text == before:
                 break
         self.counts.update(counts)
@@ -400,6 +439,8 @@ def _key_value(m: re.Match) -> str:
         q = m.groupdict().get("q") or ""
         if not q and ("]" in m.group("sep") or "," in m.group("sep")):
             return m.group(0)       # x[i] = ..., f(a, "b"): only a quoted name has that context
+        if "," in m.group("sep") and not _SETTER_CALL.search(m.string, max(0, m.start() - 40), m.start()):
+            return m.group(0)       # ("TOKEN", "KEY"): a list of names, not setdefault("TOKEN", "...")
         strength = credential_strength(key)
     quoted = value[:1] in "\"'" and len(value) >= 2
     inner = value[1:-1] if quoted else value
