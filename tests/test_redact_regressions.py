@@ -81,3 +81,15 @@ def test_sha256_versions_and_paths_survive_the_entropy_rule():
             "Qwen2_5_VLForConditionalGeneration unsloth/Meta-Llama-3.1-8B-Instruct-bnb-4bit "
             "5.15.153.1-microsoft-standard-WSL2 AutoModelForVision2Seq")
     assert Redactor().redact(keep) == keep
+
+
+def test_locals_masking_shares_the_predicate():
+    from doctor.bundle.stacks import mask_secret_locals, secret_local_values
+
+    frame = {"locals": [{"name": "wandbKey", "repr": "'0a1b2c3d4e5f60718293a4b5c6d7e8f901234567'"},
+                        {"name": "db_pass", "repr": "'opensesame'"}, {"name": "pw", "repr": "'x9'"},
+                        {"name": "key", "repr": "'input_ids'"}, {"name": "sort_key", "repr": "'length'"},
+                        {"name": "pad_token", "repr": "'<pad>'"}, {"name": "batch_size", "repr": "2"}]}
+    out = mask_secret_locals(frame)["locals"]
+    assert [v["repr"] == "<redacted:secret-local>" for v in out] == [True, True, True, False, False, False, False]
+    assert secret_local_values(frame) == ["0a1b2c3d4e5f60718293a4b5c6d7e8f901234567", "opensesame", "x9"]
