@@ -167,10 +167,17 @@ def test_python_script_planted_everywhere(user, host, name, name2, env, flag, se
     ast.parse(stored)                                  # still a script: analyze re-reads it
     for keep in KEEP_SCRIPT:
         assert keep in stored, keep
-    assert f"token = hf_token," in stored.replace("    ", "") or "token = hf_token" in stored
+    assert "    token = hf_token,\n" in stored
     for name_, text in members.items():
         if name_.endswith(".py"):
             ast.parse(text)                            # the patched copy too
+    # the diff still applies to the stored script: its context and removed lines are lines of it
+    diff = members.get("config/train.py.diff", "")
+    assert "token = hf_token," in diff, "the patch touches the model call: its context has the bare name"
+    lines = set(stored.splitlines())
+    for line in diff.splitlines():
+        if line[:1] in (" ", "-") and not line.startswith("---"):
+            assert line[1:] in lines, line
     blocks = fenced_python(printed)
     assert blocks, "the issue body shows the script"
     for block in blocks:

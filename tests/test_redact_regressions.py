@@ -93,3 +93,16 @@ def test_locals_masking_shares_the_predicate():
     out = mask_secret_locals(frame)["locals"]
     assert [v["repr"] == "<redacted:secret-local>" for v in out] == [True, True, True, False, False, False, False]
     assert secret_local_values(frame) == ["0a1b2c3d4e5f60718293a4b5c6d7e8f901234567", "opensesame", "x9"]
+
+
+@pytest.mark.parametrize("src,expected", [
+    ('x = "hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789', 'x = "<redacted:hf-token>'),             # unterminated
+    ('x = """hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789\n', 'x = """<redacted:hf-token>\n'),     # EOF in a string
+    ("token = hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789\n", "token = redacted_hf_token\n"),      # quotes forgotten
+    ('f(a, token="abc",', 'f(a, token="<redacted:secret-value>",'),                          # a diff line
+    ("    token = hf_token,\n", "    token = hf_token,\n"),
+    ('token: str = "abc"\nb"x" if pw else rb\'y\'\n', 'token: str = "<redacted:secret-value>"\nb"x" if pw else rb\'y\'\n'),
+    ('pw = ("abc"\n      "def")\n', 'pw = ("<redacted:secret-value>"\n      "<redacted:secret-value>")\n'),
+])
+def test_python_fragments(src, expected):
+    assert Redactor().redact_file("train.py", src)[0] == expected

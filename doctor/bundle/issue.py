@@ -251,16 +251,17 @@ def _clean(text: Optional[str]) -> Optional[str]:
     return text if text.strip() else None
 
 
-# Stands for the script's block while the rest of the body is redacted as text: the script is
-# redacted as source (Redactor.redact_file) so the code a maintainer copies still parses.
+# Stand for the script's block and its diff while the rest of the body is redacted as text: they
+# are redacted as source (Redactor.redact_file) so the code still parses and the diff still applies.
 _SCRIPT_SLOT = "\x00\x01script\x01\x00"
+_DIFF_SLOT = "\x00\x01diff\x01\x00"
 
 
 class _Composer:
     def __init__(self, inp: IssueInputs, redactor: Optional[Redactor] = None):
         self.inp = copy.copy(inp)
         self.redactor = redactor
-        self.script_block: Optional[str] = None
+        self.slots: dict[str, str] = {}          # slot -> its block, redacted as source
         self.script_counts: Counter = Counter()
         for name in _TEXT_FIELDS:
             setattr(self.inp, name, _clean(getattr(inp, name)))
@@ -307,8 +308,9 @@ class _Composer:
                 "yaml" if (i.config_name or "").endswith((".yaml", ".yml")) else ""
             summary = f"{i.config_name} (secrets removed)"
             if self.redactor is not None:
-                code, self.script_counts = self.redactor.redact_file(i.config_name or "", code)
-                self.script_block = details(self.redactor.redact(summary), fenced(code, lang))
+                code, c = self.redactor.redact_file(i.config_name or "", code)
+                self.script_counts.update(c)
+                self.slots[_SCRIPT_SLOT] = details(self.redactor.redact(summary), fenced(code, lang))
                 out += [_SCRIPT_SLOT, ""]
             else:
                 out += [details(summary, fenced(code, lang)), ""]
@@ -379,7 +381,13 @@ class _Composer:
                 (f" (top {len(shown)} shown)" if len(shown) < len(i.findings) else ""), ""]
         out += [finding_line(n, fd, detail and not short) for n, fd in enumerate(shown, 1)] + [""]
         if i.patch_diff and not short and levels.get("patch", 0) == 0:
-            out += [details("suggested config changes (diff)", fenced(i.patch_diff, "diff")), ""]
+            if self.redactor is not None:
+                diff, c = self.redactor.redact_file((i.config_name or "config") + ".diff", i.patch_diff)
+                self.script_counts.update(c)
+                self.slots[_DIFF_SLOT] = details("suggested config changes (diff)", fenced(diff, "diff"))
+                out += [_DIFF_SLOT, ""]
+            else:
+                out += [details("suggested config changes (diff)", fenced(i.patch_diff, "diff")), ""]
         return out
 
     def _environment(self, levels: dict[str, int]) -> list[str]:
@@ -418,7 +426,8 @@ def build_issue(inp: IssueInputs, redactor: Optional[Redactor] = None,
     made: Counter = Counter()
 
     def final(short: bool = False) -> str:
-        comp.script_block = None
+        comp.slots.clear()
+        comp.script_counts.clear()
         text = comp.render(levels, [] if short else truncated, short=short)
         if redactor is not None:
             text, counts = redactor.redact_counted(text)
@@ -426,8 +435,8 @@ def build_issue(inp: IssueInputs, redactor: Optional[Redactor] = None,
                 made.clear()
                 made.update(counts + comp.script_counts)
         text = escape_placeholders(text)
-        if comp.script_block is not None:    # after escaping: inside a fence placeholders stay as they are
-            text = text.replace(_SCRIPT_SLOT, comp.script_block, 1)
+        for slot, block in comp.slots.items():    # after escaping: inside a fence placeholders stay as they are
+            text = text.replace(slot, block, 1)
         return text
 
     body = final()

@@ -332,11 +332,27 @@ class Redactor:
         """A file's text, by its kind: Python source token by token (so it still parses, see
         redact_python), anything else as text (YAML and JSON keep their shape: a quoted value
         stays quoted, a bare one becomes a bare placeholder)."""
-        if self.enabled and str(name).lower().endswith((".py", ".pyw")):
+        lower = str(name).lower()
+        if self.enabled and lower.endswith((".py", ".pyw")):
             done = redact_python(self, text)
             if done is not None:
                 return done
+        if self.enabled and lower.endswith((".py.diff", ".pyw.diff")):
+            return self._redact_python_diff(text)
         return self.redact_counted(text)
+
+    def _redact_python_diff(self, text: str) -> tuple[str, Counter]:
+        """A unified diff of a script: each code line redacted as Python on its own (a line that
+        does not tokenize alone, as text), so its context lines still match the user's file."""
+        out, counts = [], Counter()
+        for line in text.splitlines(keepends=True):
+            body = line[1:]
+            done = redact_python(self, body) if line[:1] in (" ", "+", "-") and not line.startswith(("+++", "---")) \
+                else None
+            red, c = done if done is not None else self.redact_counted(body)
+            out.append(line[:1] + red)
+            counts.update(c)
+        return "".join(out), counts
 
     def redact_obj(self, obj: Any, counts: Optional[Counter] = None) -> Any:
         """A JSON-able object with every string (keys too) redacted, and the value of every key
@@ -559,6 +575,8 @@ def _string_context(sig: list, calls: list) -> int:
         return credential_strength(s4)                               # token: str = "..."
     if s1 in ("=", ":", ":=") and t2 == tokenize.NAME:               # token = "...", f(token="...")
         return credential_strength(s2)
+    if s1 == "(" and s2 in ("=", ":") and t3 == tokenize.NAME:       # pw = ("abc" "def")
+        return credential_strength(s3)
     if s1 == ":" and t2 == tokenize.STRING:                          # {"api_key": "..."}
         return credential_strength(_literal_value(s2))
     if s1 == "=" and s2 == "]" and t3 == tokenize.STRING:            # os.environ["WANDB_API_KEY"] = "..."
@@ -578,9 +596,16 @@ def redact_python(r: "Redactor", text: str) -> Optional[tuple[str, Counter]]:
 
     if len(text) > MAX_PYTHON_CHARS:
         return None
+    toks = []
+    unfinished = False
     try:
-        toks = list(tokenize.generate_tokens(io.StringIO(text).readline))
-    except (tokenize.TokenError, SyntaxError, ValueError):
+        for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+            if tok.type == tokenize.ERRORTOKEN and tok.string.strip():
+                return None       # an unterminated quote: what follows would be read as names
+            toks.append(tok)
+    except tokenize.TokenError:
+        unfinished = True   # EOF inside brackets or a string (a fragment: a diff line)
+    except (SyntaxError, ValueError):
         return None
     starts = [0]
     for line in io.StringIO(text):       # the tokenizer's idea of lines (\n, \r\n, \r)
@@ -628,12 +653,24 @@ def redact_python(r: "Redactor", text: str) -> Optional[tuple[str, Counter]]:
                 edits.append((offset(tok.start), offset(tok.end), new))
         else:
             replaced_prev = False
+            if typ in (tokenize.NAME, tokenize.NUMBER) and len(val) >= MIN_KNOWN_SECRET_LEN:
+                red, c = r._scan(val)      # an unquoted token: hf_... typed without quotes
+                if red != val:
+                    kind = next(iter(c), "secret")
+                    edits.append((offset(tok.start), offset(tok.end), "redacted_" + re.sub(r"\W", "_", kind)))
+                    counts.update(c)
         if typ == tokenize.OP and val in ("(", "[", "{"):
             calls.append(sig[-1][1] if val == "(" and sig and sig[-1][0] == tokenize.NAME else "")
         elif typ == tokenize.OP and val in (")", "]", "}") and calls:
             calls.pop()
         sig.append((typ, val))
         del sig[:-6]
+    if unfinished:   # the rest (an unterminated string) as text
+        tail = offset(toks[-1].end) if toks else 0
+        red, c = r._scan(text[tail:])
+        if red != text[tail:]:
+            edits.append((tail, len(text), red))
+            counts.update(c)
     out = text
     for a, b, new in sorted(edits, reverse=True):
         out = out[:a] + new + out[b:]
