@@ -299,7 +299,7 @@ class Redactor:
         return rules
 
     # -- applying -----------------------------------------------------------------------------
-    def redact_counted(self, text: str) -> tuple[str, Counter]:
+    def redact_counted(self, text: str, add: bool = True) -> tuple[str, Counter]:
         """(redacted text, counts by kind for this text); also added to self.counts."""
         counts: Counter = Counter()
         if not self.enabled or not text:
@@ -315,7 +315,8 @@ class Redactor:
                     text = _sub(rx, kind, repl, text, counts)
             if text == before:
                 break
-        self.counts.update(counts)
+        if add:
+            self.counts.update(counts)
         return text, counts
 
     def redact(self, text: str) -> str:
@@ -323,10 +324,7 @@ class Redactor:
 
     def _scan(self, text: str) -> tuple[str, Counter]:
         """redact_counted without adding to self.counts (the caller adds what it keeps)."""
-        saved = self.counts.copy()
-        out = self.redact_counted(text)
-        self.counts = saved
-        return out
+        return self.redact_counted(text, add=False)
 
     def redact_file(self, name: str, text: str) -> tuple[str, Counter]:
         """A file's text, by its kind: Python source token by token (so it still parses, see
@@ -551,7 +549,7 @@ def _home_shaped(m: re.Match) -> str:
 # newline, so a literal stays a literal); names and operators are never touched.
 _SETTERS = frozenset({"setdefault", "putenv", "setenv", "set", "get", "__setitem__", "update"})
 _STR_PREFIX = re.compile(r"\A([A-Za-z]*)('''|\"\"\"|'|\")")
-MAX_PYTHON_CHARS = 4_000_000     # beyond this (or when it does not tokenize), the text rules apply
+MAX_PYTHON_CHARS = 2_000_000     # ~2 s per MB here; beyond it (or when it does not tokenize) the text rules apply
 
 
 def _literal_value(tok: str) -> str:
@@ -653,7 +651,7 @@ def redact_python(r: "Redactor", text: str) -> Optional[tuple[str, Counter]]:
                 edits.append((offset(tok.start), offset(tok.end), new))
         else:
             replaced_prev = False
-            if typ in (tokenize.NAME, tokenize.NUMBER) and len(val) >= MIN_KNOWN_SECRET_LEN:
+            if typ in (tokenize.NAME, tokenize.NUMBER) and len(val) >= 16:
                 red, c = r._scan(val)      # an unquoted token: hf_... typed without quotes
                 if red != val:
                     kind = next(iter(c), "secret")
