@@ -1,5 +1,5 @@
 """Redaction: what a bug-report bundle must never carry, removed at one choke point (the archive
-writer), for every member, JSON included.
+writer), for every member, JSON included, and for the issue body.
 
 The rules, in the order they apply (each replacement is a placeholder no rule matches again, so
 redacting twice changes nothing):
@@ -7,24 +7,32 @@ redacting twice changes nothing):
 1. Known secret values: the values of credential-named environment variables seen on this
    machine or in the target process (names per doctor.probes.env.is_secret_name), 8+ characters,
    wherever they appear -> <redacted:env-secret>.
-2. Tokens by shape: private-key blocks, Anthropic/OpenAI/Hugging Face/GitHub/Slack tokens, AWS
-   access key ids, JWTs -> <redacted:KIND>.
-3. Secrets by context: URL credentials (scheme://user:pass@), Authorization/Bearer headers,
-   presigned query parameters (X-Amz-Signature, sig=, token= ...), AWS secret keys, W&B API keys,
-   netrc passwords, `key = value` / `--flag value` where the key names a credential (token,
-   password, api_key, secret ...; tokenizer special tokens such as pad_token are not credentials).
+2. Tokens by shape: private-key blocks, Anthropic/OpenAI/Hugging Face/GitHub/GitLab/Slack/npm/PyPI
+   tokens, AWS access key ids, JWTs, and the provider shapes of detect-secrets' plugins
+   (Stripe, SendGrid, Twilio, Mailchimp, Square, Telegram, Discord), Google API keys.
+3. Secrets by context: URL credentials (scheme://user:pass@, scheme://:pass@, a lone
+   scheme://TOKEN@ user but not git@), Authorization/Bearer headers, presigned query parameters,
+   AWS secret keys, W&B keys, netrc passwords; and any value whose name says credential
+   (credential_strength: one predicate for variables, keys, keywords, flags, environment names and
+   py-spy locals) in `name = v`, `name: v`, `"name": v`, `os.environ["NAME"] = v`,
+   `setdefault("NAME", v)`, `login(v)`, `login(key=v)`, `export NAME=v`, `--name v`, `--name=v`.
 4. The home directory -> "~" wherever it appears as a path (always, whatever the user name).
 5. Any home-shaped path (/home/NAME, /Users/NAME, C:\\Users\\NAME, /mnt/c/Users/NAME) ->
    NAME becomes <user>, so other users' and the Windows-side profile names go too.
-6. The user name -> <user> and the host name -> <host> as whole tokens (not inside a longer word,
-   a path component or a dotted name), case-insensitively, but only when distinctive: at least
-   3 characters and not a common word (root, user, ubuntu, cuda, ...; see COMMON_NAMES). A short
-   or common name is covered by rules 4-5 only: replacing "cuda" everywhere would destroy
-   /usr/local/cuda-12.1, and "root" or "a" would mangle ordinary text.
-7. E-mail addresses (not git@host) and nvidia-smi serial numbers.
+6. The user and host names: in a shell prompt (user@host) whatever their length; inside path
+   components (~/proj-alice, /data/alice_runs) when distinctive, as a whole component when 2
+   characters long; as free words (not inside a longer word or dotted name), case-insensitively,
+   only when distinctive: 3+ characters and not a common word (root, user, ubuntu, cuda ...; see
+   COMMON_NAMES). Replacing "cuda" or "pc" everywhere would destroy /usr/local/cuda-12.1 and
+   ordinary text, and a 1-2 character name identifies no one.
+7. E-mail addresses (not git@host), nvidia-smi serial numbers.
+8. High-entropy tokens anywhere (is_high_entropy; calibration in benchmarks/redaction.md); hex is
+   left alone (sha256 sums, commit ids, GPU UUIDs).
+
+Python source (Redactor.redact_file, redact_python) is redacted token by token so it still parses.
 
 What must survive, and is tested: versions (2.2.0+cu121, 2.5.0a0+git1234abc), GPU names, model
-names (unsloth/Meta-Llama-3.1-8B-bnb-4bit), CUDA paths, commit hashes.
+names (unsloth/Meta-Llama-3.1-8B-bnb-4bit), CUDA paths, commit hashes, sha256 sums.
 """
 from __future__ import annotations
 
