@@ -60,7 +60,8 @@ def leaks(path: Path, secrets: list[str], tokens: list[str]) -> list[tuple[str, 
 # ---------------------------------------------------------------- a bundle with text planted in every place
 
 def plant_bundle(tmp: Path, *, user: str, host: str, config_name: str, config_text: str,
-                 argv: list[str], log: str, stack_source: str, locals_: list[dict], env: dict[str, str]):
+                 argv: list[str], log: str, stack_source: str, locals_: list[dict], env: dict[str, str],
+                 redact: bool = True):
     """Build a real bundle (the production builder, facts from the WSL snapshot, no GPU) whose
     config file, argv, log, py-spy stack (source line and locals, kept with --include-locals), env
     and target-process env carry the given text. Returns (BundleResult, Gathered)."""
@@ -93,7 +94,8 @@ def plant_bundle(tmp: Path, *, user: str, host: str, config_name: str, config_te
                  logs=[("train.log", log)], target_environ=dict(env),
                  patch={"path": Path(patch["path"]) if patch and patch.get("path") else None,
                         "diff": (patch or {}).get("diff") or ""} if patch else None)
-    opts = BundleOptions(out=tmp / "out" / "doctor-bundle-test.zip", config=cfg_path, pid=pid, include_locals=True)
+    opts = BundleOptions(out=tmp / "out" / "doctor-bundle-test.zip", config=cfg_path, pid=pid, include_locals=True,
+                         redact=redact)
     return make_bundle(opts, gathered=g), g
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import tempfile
 from pathlib import Path
 
@@ -95,7 +96,7 @@ KINDS = {"train.py": PY, "train.yaml": YAML, "train.json": JSON}
 
 
 def _plant(tmp: Path, kind: str, user: str, host: str, name: str, name2: str, env: str, flag: str,
-           secrets: list[str], tok: str, rnd: str, other: str):
+           secrets: list[str], tok: str, rnd: str, other: str, redact: bool = True):
     s = {f"s{k}": v for k, v in enumerate(secrets, 1)}
     home = str(tmp / "home" / user)
     text = KINDS[kind].format(name=name, name2=name2, env=env, tok=tok, rnd=rnd, other=other, home=home,
@@ -117,7 +118,7 @@ def _plant(tmp: Path, kind: str, user: str, host: str, name: str, name2: str, en
     envd = {env: s["s2"], "HF_HOME": f"{home}/.cache/huggingface", "CUDA_VISIBLE_DEVICES": "0",
             "MASTER_ADDR": f"redis://:{s['s8']}@10.0.0.7"}
     return plant_bundle(tmp, user=user, host=host, config_name=kind, config_text=text, argv=argv, log=log,
-                        stack_source=stack_source, locals_=locals_, env=envd)
+                        stack_source=stack_source, locals_=locals_, env=envd, redact=redact)
 
 
 def _check(kind, user, host, name, name2, env, flag, secrets, tok, rnd, other):
@@ -202,3 +203,23 @@ def test_json_config_planted_everywhere(user, host, name, name2, env, flag, secr
     members, _ = _check("train.json", user, host, name, name2, env, flag, secrets, tok, rnd, other)
     data = json.loads(members["config/train.json"])     # still JSON
     assert data["per_device_train_batch_size"] == 2 and data["optim"] == "adamw_8bit"
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_every_planted_value_reaches_an_unredacted_bundle(kind, tmp_path):
+    """The control: with --no-redact every planted value is in the archive, so the properties above
+    test redaction, not a place the bundle never reads. (A credential-named local is blanked even
+    then: that masking is not the redactor's, see doctor/bundle/stacks.py.)"""
+    secrets = [f"Plant{k:02d}x{k * 7919:06d}" for k in range(1, 17)]
+    result, g = _plant(tmp_path, kind, "morgan77", "morgan77-laptop", "db_pass", "hubToken", "WANDB_API_KEY",
+                       "--wandb-key", secrets, "ghp_" + "Z9" * 18, "Xk9Qm2Vt7LpR4Wz8Nc3Bh6Jd", "hf_token",
+                       redact=False)
+    members = texts_of(result.path)
+    everything = "\n".join(members.values())
+    # s1 s5 s8 s11-s15: argv, log, stack source, the `cfg` local; s2: the environment; the rest: the config
+    used = {int(n) for n in re.findall(r"\{s(\d+)\}", KINDS[kind])} | {1, 2, 5, 8, 11, 12, 13, 14, 15}
+    planted = [secrets[k - 1] for k in sorted(used)] + ["ghp_" + "Z9" * 18, "Xk9Qm2Vt7LpR4Wz8Nc3Bh6Jd", "proj-morgan77"]
+    assert [x for x in planted if x not in everything] == []
+    assert secrets[14] in members["attach/diagnosis.json"]          # the stack's source line
+    assert secrets[0] in members["attach/pyspy-4242.json"]          # inside a frame's `cfg` local
+    assert secrets[15] not in everything                            # the credential-named local: blanked
