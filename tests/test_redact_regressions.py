@@ -106,3 +106,12 @@ def test_locals_masking_shares_the_predicate():
 ])
 def test_python_fragments(src, expected):
     assert Redactor().redact_file("train.py", src)[0] == expected
+
+
+def test_argv_lists_in_scripts_and_logs():
+    r = Redactor()
+    src = 'subprocess.run(["python", "t.py", "--token", "abc", "--pw", "--x", "--max-tokens", "5"])\n'
+    assert r.redact_file("train.py", src)[0] == \
+        'subprocess.run(["python", "t.py", "--token", "<redacted:secret-value>", "--pw", "--x", "--max-tokens", "5"])\n'
+    assert r.redact("argv: ['t.py', '--db-pass', 'opensesame', '--steps', '10']") == \
+        "argv: ['t.py', '--db-pass', '<redacted:secret-flag>', '--steps', '10']"

@@ -210,6 +210,9 @@ _LOGIN_ARG = re.compile(r"(?P<key>\blogin[ \t]*\([ \t]*(?:(?:key|token)[ \t]*=[ 
 _FLAG_VALUE = re.compile(
     r"(?<![A-Za-z0-9\-])(?P<key>--?" + _CRED_HINT + r"[A-Za-z][A-Za-z0-9_\-]{0,80}?)(?P<sep>=|[ \t]+)(?![-\s])"
     r"(?P<value>" + _QUOTED + r"|" + _CODE + r"|" + _BARE + r")")
+# ["--token", "abc"]: an argv list as Python or JSON text
+_QUOTED_FLAG = re.compile(r"(?P<q>[\"'])(?P<key>--?" + _CRED_HINT + r"[A-Za-z][A-Za-z0-9_\-]{0,80}?)(?P=q)"
+                          r"(?P<sep>[ \t]*,[ \t]*)(?P<value>" + _QUOTED + r")")
 _SETTER_CALL = re.compile(r"(?:setdefault|putenv|setenv|__setitem__)[ \t]*\([ \t]*\Z")
 _FLAG = re.compile(r"--?[A-Za-z][A-Za-z0-9_\-]*\Z")      # an argv element: the next one is its value
 
@@ -278,6 +281,7 @@ class Redactor:
         rules.append(("secret-value", _KEY_VALUE, _key_value))
         rules.append(("secret-value", _LOGIN_ARG, _key_value))
         rules.append(("secret-flag", _FLAG_VALUE, _key_value))
+        rules.append(("secret-flag", _QUOTED_FLAG, _key_value))
         for home in self.homes:
             # A home path ends at a separator or at a character no path name continues with.
             rules.append(("home", re.compile(re.escape(home) + r"(?![A-Za-z0-9_.\-])"), lambda m: HOME))
@@ -461,12 +465,14 @@ def _key_value(m: re.Match) -> str:
         q = m.groupdict().get("q") or ""
         if not q and ("]" in m.group("sep") or "," in m.group("sep")):
             return m.group(0)       # x[i] = ..., f(a, "b"): only a quoted name has that context
-        if "," in m.group("sep") and not _SETTER_CALL.search(m.string, max(0, m.start() - 40), m.start()):
+        if "," in m.group("sep") and not key.startswith("-") and \
+                not _SETTER_CALL.search(m.string, max(0, m.start() - 40), m.start()):
             return m.group(0)       # ("TOKEN", "KEY"): a list of names, not setdefault("TOKEN", "...")
         strength = credential_strength(key)
     quoted = value[:1] in "\"'" and len(value) >= 2
     inner = value[1:-1] if quoted else value
-    if not is_secret_value(strength, inner) or (not quoted and _CODE_VALUE.match(inner)):
+    if not is_secret_value(strength, inner) or (not quoted and _CODE_VALUE.match(inner)) or \
+            (key.startswith("-") and inner.startswith("-")):     # ["--token", "--pw"]: the next flag
         return m.group(0)
     quote = value[0] if quoted else ""
     return m.group(0)[: m.start("value") - m.start(0)] + f"{quote}{placeholder(chr(0))}{quote}"
@@ -589,6 +595,8 @@ def _string_context(sig: list, calls: list) -> int:
         return credential_strength(_literal_value(s3))
     if s1 == "," and t2 == tokenize.STRING and s3 == "(" and s4 in _SETTERS:
         return credential_strength(_literal_value(s2))               # os.environ.setdefault("HF_TOKEN", "...")
+    if s1 == "," and t2 == tokenize.STRING and _FLAG.match(_literal_value(s2)):
+        return -credential_strength(_literal_value(s2))              # ["--token", "..."]: argv in a script
     if s1 == "(" and s2 == "login":
         return STRONG                                                # huggingface_hub.login("...")
     return 0
@@ -642,6 +650,8 @@ def redact_python(r: "Redactor", text: str) -> Optional[tuple[str, Counter]]:
             # "abc" "def" after a credential name: the continuation is part of the secret
             strength = STRONG if replaced_prev and sig and sig[-1][0] == tokenize.STRING else \
                 _string_context(sig, calls)
+            if strength < 0:     # after a flag: unless it is the next flag
+                strength = 0 if _literal_value(val).startswith("-") else -strength
             m = _STR_PREFIX.match(val)
             new = val
             if m:
