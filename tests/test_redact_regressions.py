@@ -115,3 +115,15 @@ def test_argv_lists_in_scripts_and_logs():
         'subprocess.run(["python", "t.py", "--token", "<redacted:secret-value>", "--pw", "--x", "--max-tokens", "5"])\n'
     assert r.redact("argv: ['t.py', '--db-pass', 'opensesame', '--steps', '10']") == \
         "argv: ['t.py', '--db-pass', '<redacted:secret-flag>', '--steps', '10']"
+
+
+def test_member_names_lose_identity_and_stay_portable(tmp_path):
+    """A script named after its user (train-morgan77.py) is stored without the name, under a name
+    Windows can extract (no < > :), and analyze still reads it."""
+    result, _ = plant_bundle(tmp_path, user=USER, host=HOST, config_name=f"train-{USER}.py",
+                             config_text=SCRIPT.format(line=""), argv=["python"], log="", stack_source="",
+                             locals_=[], env={})
+    names = list(texts_of(result.path))
+    assert "config/train-_user_.py" in names
+    assert not [n for n in names if USER in n or set("<>:") & set(n)]
+    assert bundle_config(A.open_bundle(result.path)).model_name == "unsloth/Meta-Llama-3.1-8B-bnb-4bit"

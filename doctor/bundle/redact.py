@@ -428,6 +428,12 @@ class Redactor:
         return out
 
 
+def portable_name(member: str) -> str:
+    """A redacted archive member name that every OS can extract: Windows refuses < > : in file
+    names, so config/train-<user>.py becomes config/train-_user_.py."""
+    return re.sub(r"<(\w+)(?::[\w\-]+)?>", r"_\1_", member).replace("<", "_").replace(">", "_").replace(":", "_")
+
+
 def _token_rx(names: Iterable[str], domain: bool) -> re.Pattern:
     """A whole-token match: not inside a longer word, dotted name or path component name."""
     alt = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
