@@ -127,3 +127,12 @@ def test_member_names_lose_identity_and_stay_portable(tmp_path):
     assert "config/train-_user_.py" in names
     assert not [n for n in names if USER in n or set("<>:") & set(n)]
     assert bundle_config(A.open_bundle(result.path)).model_name == "unsloth/Meta-Llama-3.1-8B-bnb-4bit"
+
+
+def test_yaml_block_scalar_under_a_credential_key():
+    import yaml
+
+    text = "hub:\n  password: |\n    line one s3cret\n    line two\n  other: 2\nnotes: |\n  keep me\n"
+    out = Redactor().redact(text)
+    assert "s3cret" not in out and "line two" not in out
+    assert yaml.safe_load(out) == {"hub": {"password": "<redacted:secret-value>\n", "other": 2}, "notes": "keep me\n"}

@@ -213,6 +213,10 @@ _FLAG_VALUE = re.compile(
 # ["--token", "abc"]: an argv list as Python or JSON text
 _QUOTED_FLAG = re.compile(r"(?P<q>[\"'])(?P<key>--?" + _CRED_HINT + r"[A-Za-z][A-Za-z0-9_\-]{0,80}?)(?P=q)"
                           r"(?P<sep>[ \t]*,[ \t]*)(?P<value>" + _QUOTED + r")")
+# A YAML block scalar under a credential name (`password: |` and its more-indented lines).
+_YAML_BLOCK = re.compile(r"(?m)^(?P<indent>[ \t]*)(?P<key>[\"']?[A-Za-z_][\w.\-]{0,80}[\"']?)[ \t]*:[ \t]*"
+                         r"[|>][+\-]?[0-9]?[ \t]*(?:#.*)?\n(?P<body>(?:(?P=indent)[ \t]+\S.*(?:\n|\Z)|[ \t]*\n)+)")
+_YAML_INDICATOR = re.compile(r"\A[|>][+\-]?[0-9]?\Z")
 _SETTER_CALL = re.compile(r"(?:setdefault|putenv|setenv|__setitem__)[ \t]*\([ \t]*\Z")
 _FLAG = re.compile(r"--?[A-Za-z][A-Za-z0-9_\-]*\Z")      # an argv element: the next one is its value
 
@@ -278,6 +282,7 @@ class Redactor:
         for kind, pattern, flags in _CONTEXT_RULES:
             rx = re.compile(pattern, flags)
             rules.append((kind, rx, _keep_group1 if rx.groups else None))
+        rules.append(("secret-value", _YAML_BLOCK, _yaml_block))
         rules.append(("secret-value", _KEY_VALUE, _key_value))
         rules.append(("secret-value", _LOGIN_ARG, _key_value))
         rules.append(("secret-flag", _FLAG_VALUE, _key_value))
@@ -478,7 +483,8 @@ def _key_value(m: re.Match) -> str:
     quoted = value[:1] in "\"'" and len(value) >= 2
     inner = value[1:-1] if quoted else value
     if not is_secret_value(strength, inner) or (not quoted and _CODE_VALUE.match(inner)) or \
-            (key.startswith("-") and inner.startswith("-")):     # ["--token", "--pw"]: the next flag
+            (key.startswith("-") and inner.startswith("-")) or \
+            (not quoted and _YAML_INDICATOR.match(inner)):    # `password: |`: _YAML_BLOCK takes the lines
         return m.group(0)
     quote = value[0] if quoted else ""
     return m.group(0)[: m.start("value") - m.start(0)] + f"{quote}{placeholder(chr(0))}{quote}"
@@ -553,6 +559,16 @@ def is_high_entropy(token: str) -> bool:
 
 def _mask_high_entropy(m: re.Match) -> str:
     return placeholder("high-entropy") if is_high_entropy(m.group(0)) else m.group(0)
+
+
+def _yaml_block(m: re.Match) -> str:
+    if not credential_strength(m.group("key")):
+        return m.group(0)
+    body = m.group("body")
+    first = next(ln for ln in body.splitlines() if ln.strip())
+    pad = first[: len(first) - len(first.lstrip())]
+    tail = "\n" if body.endswith("\n") else ""
+    return m.group(0)[: m.start("body") - m.start(0)] + pad + placeholder("\0") + tail
 
 
 def _home_shaped(m: re.Match) -> str:
