@@ -55,3 +55,55 @@ def leaks(path: Path, secrets: list[str], tokens: list[str]) -> list[tuple[str, 
         found += [(name, s) for s in secrets if s and s in text]
         found += [(name, t) for t in tokens if t and token_present(t, text)]
     return found
+
+
+# ---------------------------------------------------------------- a bundle with text planted in every place
+
+def plant_bundle(tmp: Path, *, user: str, host: str, config_name: str, config_text: str,
+                 argv: list[str], log: str, stack_source: str, locals_: list[dict], env: dict[str, str],
+                 redact: bool = True):
+    """Build a real bundle (the production builder, facts from the WSL snapshot, no GPU) whose
+    config file, argv, log, py-spy stack (source line and locals, kept with --include-locals), env
+    and target-process env carry the given text. Returns (BundleResult, Gathered)."""
+    from doctor.attach.model import AttachReport, ProcessView
+    from doctor.attach.snapshot import ProcessSample, Snapshot
+    from doctor.bundle.build import BundleOptions, Gathered, make_bundle
+    from doctor.config.loader import load_config
+    from doctor.run_command import build_report
+
+    home = str(tmp / "home" / user)
+    proj = Path(home) / "proj"
+    proj.mkdir(parents=True, exist_ok=True)
+    cfg_path = proj / config_name
+    cfg_path.write_text(config_text)
+    facts = planted_facts(user, host, home, env)
+    cfg = load_config(cfg_path)
+    report, _, md = build_report(facts, cfg, command="bundle", out_dir=tmp / "patch", write_patch=True)
+    patch = report.sections.get("patch") or None
+    pid = 4242
+    frame = {"name": "train", "filename": str(cfg_path), "short_filename": config_name, "line": 9,
+             "module": None, "locals": locals_}
+    dump = [{"pid": pid, "thread_id": 1, "os_thread_id": pid, "thread_name": "MainThread", "active": False,
+             "owns_gil": False, "frames": [frame]}]
+    sample = ProcessSample(pid=pid, exe=f"{home}/proj/.venv/bin/python", cmdline=list(argv),
+                           source={f"{cfg_path}:9": stack_source})
+    attach = AttachReport(pid=pid, cause="cuda-sync-wait", situation="GPU idle, host waiting",
+                          processes=[ProcessView(pid=pid, cmdline=" ".join(argv), role="main")],
+                          raw_dumps={str(pid): [dump]}, errors=[], snapshot=Snapshot(target_pid=pid, processes=[sample]))
+    g = Gathered(facts=facts, config=cfg, report=report, md_sections=md, attach=attach,
+                 logs=[("train.log", log)], target_environ=dict(env),
+                 patch={"path": Path(patch["path"]) if patch and patch.get("path") else None,
+                        "diff": (patch or {}).get("diff") or ""} if patch else None)
+    opts = BundleOptions(out=tmp / "out" / "doctor-bundle-test.zip", config=cfg_path, pid=pid, include_locals=True,
+                         redact=redact)
+    return make_bundle(opts, gathered=g), g
+
+
+def texts_of(path: Path) -> dict[str, str]:
+    """Every member of a bundle as text (member names included as keys)."""
+    return {name: data.decode("utf-8", errors="replace") for name, data in read_members(path).items()}
+
+
+def fenced_python(issue_text: str) -> list[str]:
+    """The ```python blocks of an issue body."""
+    return [m[1] for m in re.findall(r"^(`{3,})python\n(.*?)^\1[ \t]*$", issue_text, re.S | re.M)]

@@ -55,3 +55,33 @@ SURVIVORS = [
     "git@github.com:unslothai/unsloth.git", "File \"/usr/lib/python3.11/threading.py\", line 320, in wait",
     "per_device_train_batch_size = 2", "optim = \"adamw_8bit\"", "bf16 = is_bfloat16_supported()",
 ]
+
+# ---------------------------------------------------------------- credential names and secrets in context
+# (used by test_redact_properties.py: every form a credential takes in a script, config, argv, log, stack)
+
+def _join(style: str, words: list[str]) -> str:
+    words = [w for w in words if w]
+    if style == "upper":
+        return "_".join(words).upper()
+    if style == "camel":
+        return words[0] + "".join(w[:1].upper() + w[1:] for w in words[1:])
+    if style == "kebab":
+        return "-".join(words)
+    return "_".join(words)
+
+
+CREDENTIAL_TAILS = ["token", "secret", "password", "passwd", "pwd", "pw", "pass", "passphrase", "credential",
+                    "auth", "api_key", "apikey", "access_key", "secret_key", "key", "secret_access_key"]
+NAME_PREFIXES = ["", "hf", "wandb", "db", "openai", "my", "hub", "aws", "redis", "admin", "comet"]
+_parts = st.tuples(st.sampled_from(NAME_PREFIXES), st.sampled_from(CREDENTIAL_TAILS))
+# a Python / YAML / JSON name (snake or camel case), an environment name, an argv flag name
+code_name = st.tuples(st.sampled_from(["snake", "camel"]), _parts).map(
+    lambda t: _join(t[0], [t[1][0]] + t[1][1].split("_")))
+env_name = _parts.map(lambda p: _join("upper", [p[0]] + p[1].split("_")))
+flag = st.tuples(st.sampled_from(["kebab", "snake"]), _parts).map(
+    lambda t: "--" + _join(t[0], [t[1][0]] + t[1][1].split("_")))
+
+random_token = _s(ALNUM, 24, 48)          # no shape, no context: the entropy rule's job
+hex40 = wandb_key                         # W&B keys: hex, caught by context only (hashes are hex too)
+# A secret in context: any kind, including plain passwords with no shape at all.
+any_secret = st.one_of(hf_token, openai_key, github_token, aws_secret, hex40, password, url_pass, random_token)

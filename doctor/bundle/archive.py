@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from doctor import __version__, exitcodes
-from doctor.bundle.redact import Redactor
+from doctor.bundle.redact import Redactor, portable_name
 from doctor.exitcodes import DoctorError
 from doctor.facts import Facts
 
@@ -57,7 +57,7 @@ class BundleWriter:
     # -- members ------------------------------------------------------------------------------
     def add_text(self, name: str, text: str, source: str, counts: Optional[Counter] = None) -> str:
         """Redact and store text; returns what was stored."""
-        red, c = self.redactor.redact_counted(text)
+        red, c = self.redactor.redact_file(name, text)     # a script is redacted so it still parses
         if counts:
             c = c + Counter(counts)
         self._store(name, red.encode("utf-8"), source, c)
@@ -89,7 +89,7 @@ class BundleWriter:
             self.notes.append(text)
 
     def _store(self, name: str, data: bytes, source: str, counts: Counter) -> None:
-        name = self.redactor.redact(name)
+        name = portable_name(self.redactor.redact(name))
         info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
         info.compress_type = zipfile.ZIP_DEFLATED
         info.external_attr = 0o644 << 16

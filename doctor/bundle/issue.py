@@ -251,9 +251,18 @@ def _clean(text: Optional[str]) -> Optional[str]:
     return text if text.strip() else None
 
 
+# Stand for the script's block and its diff while the rest of the body is redacted as text: they
+# are redacted as source (Redactor.redact_file) so the code still parses and the diff still applies.
+_SCRIPT_SLOT = "\x00\x01script\x01\x00"
+_DIFF_SLOT = "\x00\x01diff\x01\x00"
+
+
 class _Composer:
-    def __init__(self, inp: IssueInputs):
+    def __init__(self, inp: IssueInputs, redactor: Optional[Redactor] = None):
         self.inp = copy.copy(inp)
+        self.redactor = redactor
+        self.slots: dict[str, str] = {}          # slot -> its block, redacted as source
+        self.script_counts: Counter = Counter()
         for name in _TEXT_FIELDS:
             setattr(self.inp, name, _clean(getattr(inp, name)))
 
@@ -297,7 +306,14 @@ class _Composer:
                 code = head_lines(code, 60, 4000)
             lang = "python" if (i.config_name or "").endswith(".py") else \
                 "yaml" if (i.config_name or "").endswith((".yaml", ".yml")) else ""
-            out += [details(f"{i.config_name} (secrets removed)", fenced(code, lang)), ""]
+            summary = f"{i.config_name} (secrets removed)"
+            if self.redactor is not None:
+                code, c = self.redactor.redact_file(i.config_name or "", code)
+                self.script_counts.update(c)
+                self.slots[_SCRIPT_SLOT] = details(self.redactor.redact(summary), fenced(code, lang))
+                out += [_SCRIPT_SLOT, ""]
+            else:
+                out += [details(summary, fenced(code, lang)), ""]
         elif i.config_text:
             out += [f"_The script (secrets removed) is in `{i.bundle_name}`._", ""]
         else:
@@ -365,7 +381,13 @@ class _Composer:
                 (f" (top {len(shown)} shown)" if len(shown) < len(i.findings) else ""), ""]
         out += [finding_line(n, fd, detail and not short) for n, fd in enumerate(shown, 1)] + [""]
         if i.patch_diff and not short and levels.get("patch", 0) == 0:
-            out += [details("suggested config changes (diff)", fenced(i.patch_diff, "diff")), ""]
+            if self.redactor is not None:
+                diff, c = self.redactor.redact_file((i.config_name or "config") + ".diff", i.patch_diff)
+                self.script_counts.update(c)
+                self.slots[_DIFF_SLOT] = details("suggested config changes (diff)", fenced(diff, "diff"))
+                out += [_DIFF_SLOT, ""]
+            else:
+                out += [details("suggested config changes (diff)", fenced(i.patch_diff, "diff")), ""]
         return out
 
     def _environment(self, levels: dict[str, int]) -> list[str]:
@@ -398,19 +420,24 @@ def build_issue(inp: IssueInputs, redactor: Optional[Redactor] = None,
     Lengths are measured after redaction and placeholder escaping, since a placeholder can be
     longer than what it replaces.
     """
-    comp = _Composer(inp)
+    comp = _Composer(inp, redactor)
     levels: dict[str, int] = {}
     truncated: list[str] = []
     made: Counter = Counter()
 
     def final(short: bool = False) -> str:
+        comp.slots.clear()
+        comp.script_counts.clear()
         text = comp.render(levels, [] if short else truncated, short=short)
         if redactor is not None:
             text, counts = redactor.redact_counted(text)
             if not short:
                 made.clear()
-                made.update(counts)
-        return escape_placeholders(text)
+                made.update(counts + comp.script_counts)
+        text = escape_placeholders(text)
+        for slot, block in comp.slots.items():    # after escaping: inside a fence placeholders stay as they are
+            text = text.replace(slot, block, 1)
+        return text
 
     body = final()
     for part, meanings in SHRINK_ORDER:

@@ -18,10 +18,14 @@ def strip_locals(obj: Any) -> Any:
 
 
 def _is_secret_local(v: Any) -> bool:
-    """A py-spy local whose name says credential (api_key, hf_token, password ...)."""
-    from doctor.bundle.redact import is_secret_key
+    """A py-spy local whose name says credential (api_key, hf_token, password ...: the redactor's
+    one predicate); under a weak name (a bare `key`, sort_key) only a value that is not a plain word."""
+    from doctor.bundle.redact import credential_strength, is_secret_value
 
-    return isinstance(v, dict) and is_secret_key(str(v.get("name", "")))
+    if not isinstance(v, dict):
+        return False
+    strength = credential_strength(str(v.get("name", "")))
+    return bool(strength) and is_secret_value(strength, str(v.get("repr", "")).strip().strip("'\""))
 
 
 def mask_secret_locals(obj: Any, counts: Optional[Counter] = None) -> Any:
