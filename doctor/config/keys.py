@@ -173,3 +173,6 @@ TRAIN_ARGS_KEYS.update({
 MODEL_LOAD_KEYS.update({"fast_inference": "fast_inference", "gpu_memory_utilization": "gpu_memory_utilization"})
 MODEL_CLASSES += ("AutoModelForImageTextToText",)
 LORA_KEYS.update({"finetune_vision_layers": "finetune_vision_layers"})
+INSERT_AT.update({"vllm_gpu_memory_utilization": ("train_args", "vllm_gpu_memory_utilization"),
+                  "gpu_memory_utilization": ("model_load", "gpu_memory_utilization"),
+                  "use_vllm": ("train_args", "use_vllm")})
