@@ -146,3 +146,26 @@ def test_moe_4bit_rule_follows_versions():
     assert W.experts_stay_16bit(make_facts(packages={"transformers": "4.57.1"}), cfg, QWEN3_MOE) is None
     cfg.framework = "transformers"
     assert "bitsandbytes" in W.experts_stay_16bit(fixed, cfg, QWEN3_MOE)
+
+
+def test_gpu_validation_grid_and_its_estimates():
+    """benchmarks/gpu/vram_workloads.py (run on a GPU later): at least 12 rows over every workload, and
+    each row's estimate carries the component its workload adds."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu" / "vram_workloads.py"
+    spec = importlib.util.spec_from_file_location("vram_workloads_bench", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rows = mod.grid(smoke=False)
+    assert len(rows) >= 12 and len({r["id"] for r in rows}) == len(rows)
+    assert {r["kind"] for r in rows} == {"full", "lora", "dpo", "vlm", "grpo", "grpo-vllm"}
+    want = {"dpo": "reference", "grpo-vllm": "vllm", "vlm": "vision"}
+    for row in rows:
+        est = mod.estimate_row(row, 80 * GIB)
+        assert est["low"] <= est["mid"] <= est["high"]
+        if row["kind"] in want:
+            assert est["components"].get(want[row["kind"]], 0) > 0, row["id"]
+        if row["cfg"].get("num_experts"):
+            assert est["components"]["moe-experts"] > 0
