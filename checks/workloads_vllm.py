@@ -15,7 +15,7 @@ from doctor.facts import Facts
 from doctor.findings import ConfigChange, Finding, Severity
 from doctor.report.summary import gib
 from doctor.vram.estimator import DOES_NOT_FIT, TIGHT, estimate_for
-from doctor.vram.workloads import _defaults
+from doctor.vram.workloads import workload_defaults
 
 FRACTION = "workloads.vllm-memory-fraction"
 NO_VLLM = "workloads.grpo-generate-without-vllm"
@@ -43,7 +43,7 @@ def workloads_vllm(facts: Facts, config: TrainingConfig) -> list[Finding]:
             out.append(f)
     if wl is not None and wl.vllm == "none":
         budget = wl.gen_sequences * wl.completion_len
-        if budget >= _defaults()["grpo.slow-generation-tokens"]:
+        if budget >= workload_defaults()["grpo.slow-generation-tokens"]:
             out.append(_no_vllm(config, wl, budget))
     return out
 

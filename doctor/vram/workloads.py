@@ -25,7 +25,7 @@ from doctor.config.model_shapes import ModelShape
 _DEFAULTS_FILE = "workloads"
 
 
-def _defaults() -> dict:
+def workload_defaults() -> dict:
     from checks._data import load
 
     return load(_DEFAULTS_FILE)["defaults"]
@@ -54,7 +54,7 @@ def _vllm_mode(cfg) -> str:
     if cfg.framework == "unsloth" and cfg.fast_inference:
         return "unsloth"
     if cfg.use_vllm:
-        mode = (cfg.vllm_mode or _defaults()["trl.vllm_mode"]).lower()
+        mode = (cfg.vllm_mode or workload_defaults()["trl.vllm_mode"]).lower()
         return "colocate" if mode == "colocate" else "server"
     return "none"
 
@@ -68,7 +68,7 @@ def experts_stay_16bit(facts, cfg, shape: Optional[ModelShape]) -> Optional[str]
 
     if shape is None or not shape.is_moe:
         return None
-    rule = _defaults()["moe-4bit"]
+    rule = workload_defaults()["moe-4bit"]
     tf = facts.version("transformers") if facts is not None else None
     if tf is None or below(tf, rule["transformers_fused_from"]):
         return None
@@ -87,7 +87,7 @@ def attach_workload(cfg, facts, low, mid, high, notes: list[str]):
     from doctor.config.workloads import is_dpo, is_grpo
 
     shape = cfg.model_shape
-    d = _defaults()
+    d = workload_defaults()
     wl = Workload()
     seq = batch = None
     if is_grpo(cfg):
@@ -147,7 +147,7 @@ def _reference(cfg, grpo: bool) -> str:
     """TRL keeps a frozen copy of the policy unless an adapter can be switched off (PEFT), the
     reference log-probs are precomputed (DPO), or GRPO's beta is 0 (its default since TRL 0.19)."""
     if grpo:
-        beta = cfg.beta if cfg.beta is not None else _defaults()["trl.grpo.beta"]
+        beta = cfg.beta if cfg.beta is not None else workload_defaults()["trl.grpo.beta"]
         if not beta:
             return "none"
     if cfg.ref_model == "separate":
