@@ -169,3 +169,22 @@ def test_gpu_validation_grid_and_its_estimates():
             assert est["components"].get(want[row["kind"]], 0) > 0, row["id"]
         if row["cfg"].get("num_experts"):
             assert est["components"]["moe-experts"] > 0
+
+
+def test_vllm_sleep_mode_takes_the_larger_phase():
+    total = 80 * GIB
+    wl = W.Workload(kind="grpo", prompt_len=512, completion_len=1024, vllm="colocate", vllm_fraction=0.1,
+                    gpu_total=total, vllm_sleep=True)
+    inp = replace(BASE, quant="none", batch_size=8, seq_len=1536, workload=wl)
+    awake = E.estimate(QWEN05, replace(inp, workload=replace(wl, vllm_sleep=False)))
+    asleep = E.estimate(QWEN05, inp)
+    v = [c for c in asleep.components if c.key == "vllm"][0]
+    train = awake.dynamic   # the training pass's token part (with slack) while vLLM is awake
+    assert not v.at_peak and asleep.total == pytest.approx(awake.total - 0.1 * total)
+    big = E.estimate(QWEN05, replace(inp, batch_size=1, workload=replace(wl, vllm_fraction=0.9)))
+    assert [c for c in big.components if c.key == "vllm"][0].at_peak and big.part("logits") == 0
+    assert train > 0
+    cfg = config("grpo_trl_vllm_colocate.py")
+    cfg.vllm_enable_sleep_mode = True
+    _l, mid, _h = W.attach_workload(cfg, make_facts(total_gib=80), *(E.Inputs(batch_size=8, seq_len=2048),) * 3, [])
+    assert mid.workload.vllm_sleep

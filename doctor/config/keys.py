@@ -176,3 +176,5 @@ LORA_KEYS.update({"finetune_vision_layers": "finetune_vision_layers"})
 INSERT_AT.update({"vllm_gpu_memory_utilization": ("train_args", "vllm_gpu_memory_utilization"),
                   "gpu_memory_utilization": ("model_load", "gpu_memory_utilization"),
                   "use_vllm": ("train_args", "use_vllm")})
+KINDS["vllm_enable_sleep_mode"] = "bool"
+TRAIN_ARGS_KEYS["vllm_enable_sleep_mode"] = "vllm_enable_sleep_mode"

@@ -106,6 +106,7 @@ class TrainingConfig(JsonRecord):
     finetune_vision_layers: Optional[bool] = None         # Unsloth get_peft_model: train the vision tower
     max_pixels: Optional[int] = None             # processor max_pixels (Qwen-VL): image tokens
     beta: Optional[float] = None                 # GRPO / DPO KL coefficient (GRPO: 0 = no reference)
+    vllm_enable_sleep_mode: Optional[bool] = None         # GRPOConfig: vLLM releases its memory while training
 
 
     # -- effective values, with the library defaults the checks need --

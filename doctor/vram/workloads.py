@@ -40,6 +40,7 @@ class Workload:
     gen_sequences: int = 0             # GRPO without vLLM: sequences model.generate runs at once
     vllm: str = "none"                 # none | colocate | server | unsloth (fast_inference: weights shared)
     vllm_fraction: float = 0.0         # gpu_memory_utilization
+    vllm_sleep: bool = False           # vllm_enable_sleep_mode: vLLM's memory released during the training pass
     gpu_total: int = 0                 # the card's bytes (vLLM's fraction is of the whole card); 0 unknown
     reference: str = "none"            # none | copy: a second, frozen copy of the weights (DPO, GRPO beta>0)
     images_per_sample: int = 0         # VLM
@@ -106,6 +107,7 @@ def attach_workload(cfg, facts, low, mid, high, notes: list[str]):
         accum = cfg.gradient_accumulation_steps or 1
         wl = replace(wl, kind="grpo", num_generations=g, prompt_len=p, completion_len=c, vllm=vllm,
                      vllm_fraction=float(frac), gen_sequences=mid.batch_size * accum,
+                     vllm_sleep=bool(cfg.vllm_enable_sleep_mode) and vllm == "colocate",
                      gpu_total=_gpu_total(facts), reference=_reference(cfg, grpo=True))
         notes[:] = [n for n in notes if not n.startswith("sequence length not set")]
         notes.append(f"GRPO: each step trains on {mid.batch_size} completions of up to {seq} tokens "
@@ -275,6 +277,8 @@ def _grpo(shape: ModelShape, inp, wl: Workload, comps: list, Component) -> list:
             copy = 0.0 if wl.vllm == "unsloth" else shape.total_params * 2 + moe_extra_params(shape) * 2
             out.append(Component("vllm", "vLLM engine (card size unknown)", copy,
                                  note=f"its weights only; {wl.vllm_fraction} of the card's memory is taken on a GPU"))
+        if wl.vllm_sleep:   # asleep during forward/backward: the peak is the larger of the two phases
+            _larger_phase(out[-1], comps, "vLLM asleep during the training pass (vllm_enable_sleep_mode)")
         return out
     if wl.vllm == "server":
         return out   # generation runs in a separate vLLM server on other GPUs
@@ -282,13 +286,19 @@ def _grpo(shape: ModelShape, inp, wl: Workload, comps: list, Component) -> list:
     # at the generation phase; it competes with the training step's token-dependent part
     seqs = max(wl.gen_sequences, 1)
     gen = seqs * (wl.prompt_len + wl.completion_len) * kv_bytes_per_token(shape) + seqs * shape.vocab * 4
+    out.append(Component("generation", "generation KV cache", gen, token_dependent=True,
+                         note=f"model.generate: {seqs} sequences x {wl.prompt_len + wl.completion_len} tokens (no vLLM)"))
+    _larger_phase(out[-1], comps, "")
+    return out
+
+
+def _larger_phase(phase, comps: list, note: str) -> None:
+    """Generation and the training pass do not overlap: whichever is larger is at the peak."""
     train = sum(c.bytes for c in comps if c.at_peak and c.token_dependent)
-    gen_peak = gen > train
-    if gen_peak:
+    phase.at_peak = phase.bytes > train
+    if phase.at_peak:
         for c in comps:
             if c.token_dependent:
                 c.at_peak = False
-    out.append(Component("generation", "generation KV cache", gen, at_peak=gen_peak, token_dependent=True,
-                         note=f"model.generate: {seqs} sequences x {wl.prompt_len + wl.completion_len} tokens "
-                              "(no vLLM)" + ("; the generation phase is the peak" if gen_peak else "")))
-    return out
+    phase.note += ("; " if phase.note else "") + (note + "; " if note else "") + (
+        "the generation phase is the peak" if phase.at_peak else "freed before the training peak")
