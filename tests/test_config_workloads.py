@@ -194,3 +194,20 @@ def test_workload_signature_rows_are_sourced_and_unique():
     rows = load("stack_signatures_workloads")["causes"]
     assert not base & {r["id"] for r in rows}
     assert all(r["source"] and r["links"] is not None and r["tier"] in (1, 2, 3) for r in rows)
+
+
+def test_frozen_vision_tower_and_peft_all_linear():
+    from doctor.vram import estimator as E
+    from doctor.vram.workloads import attach_workload
+
+    g = read("vlm_hf_gemma3_frozen_tower.py")
+    assert g.vision_model and g.finetune_vision_layers is False and g.full_finetune is True
+    _l, mid, _h = attach_workload(g, make_facts(), *(E.Inputs(batch_size=1, seq_len=2048),) * 3, [])
+    assert mid.workload.vision_trained is False and mid.workload.patches_per_image == 4096
+    hf = read("vlm_hf_qwen25vl_processor.py")
+    hf.full_finetune, hf.target_modules = False, ["all-linear"]
+    _l, mid, _h = attach_workload(hf, make_facts(), *(E.Inputs(batch_size=1, seq_len=2048),) * 3, [])
+    assert mid.workload.vision_trained and mid.workload.patches_per_image == 1280 * 28 * 28 // (14 * 14)
+    hf.target_modules = ["q_proj", "v_proj"]
+    _l, mid, _h = attach_workload(hf, make_facts(), *(E.Inputs(batch_size=1, seq_len=2048),) * 3, [])
+    assert not mid.workload.vision_trained

@@ -52,6 +52,8 @@ def read_workload(cfg: TrainingConfig, an) -> TrainingConfig:
         owner = loads[0].name.split(".")[0]
         if owner in VISION_CLASSES or owner.endswith("ForConditionalGeneration"):
             cfg.vision_model = True
+    if cfg.vision_model and _freezes_vision(an.tree):
+        cfg.finetune_vision_layers = False
     res = None
     for node in ast.walk(an.tree):   # processor(max_pixels=...) / AutoProcessor.from_pretrained(..., max_pixels=)
         if isinstance(node, ast.Call) and cfg.max_pixels is None:
@@ -64,6 +66,25 @@ def read_workload(cfg: TrainingConfig, an) -> TrainingConfig:
                 except keys.Unresolvable:
                     cfg.max_pixels = None
     return cfg
+
+
+_VISION_ATTRS = ("visual", "vision_tower", "vision_model", "vision_encoder")
+
+
+def _freezes_vision(tree: ast.Module) -> bool:
+    """`model.visual.requires_grad_(False)` or `for p in model.vision_tower.parameters(): p.requires_grad = False`."""
+    def vision(node: ast.AST) -> bool:
+        return any(isinstance(n, ast.Attribute) and n.attr in _VISION_ATTRS for n in ast.walk(node))
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "requires_grad_"
+                and node.args and _const(node.args[0]) is False and vision(node.func.value)):
+            return True
+        if isinstance(node, ast.For) and vision(node.iter) and any(
+                isinstance(st, ast.Assign) and _const(st.value) is False and any(
+                    isinstance(t, ast.Attribute) and t.attr == "requires_grad" for t in st.targets)
+                for st in ast.walk(node)):
+            return True
+    return False
 
 
 def is_grpo(cfg: TrainingConfig) -> bool:

@@ -120,9 +120,14 @@ def attach_workload(cfg, facts, low, mid, high, notes: list[str]):
         notes.append(f"DPO: chosen and rejected run as one batch of {batch} sequences")
         wl = replace(wl, kind="dpo", reference=_reference(cfg, grpo=False))
     if shape is not None and shape.is_vlm:
-        trained = bool(cfg.full_finetune) or bool(cfg.finetune_vision_layers) or (
-            cfg.framework == "unsloth" and cfg.finetune_vision_layers is None and not cfg.full_finetune
-            and bool(cfg.vision_model) and d["unsloth.finetune_vision_layers"])
+        if cfg.finetune_vision_layers is not None:   # Unsloth's switch, or the script freezes the tower
+            trained = cfg.finetune_vision_layers
+        elif cfg.full_finetune:
+            trained = True
+        elif cfg.framework == "unsloth":
+            trained = bool(d["unsloth.finetune_vision_layers"])   # get_peft_model's default
+        else:   # PEFT: "all-linear" adapts the vision tower's linear layers too
+            trained = any(t in ("all-linear", "all") for t in (cfg.target_modules or ()))
         patches = shape.vision_patches
         if cfg.max_pixels and not shape.image_cross_attention:
             patches = cfg.max_pixels // (14 * 14)   # Qwen-VL: 14 px patches, max_pixels caps each image
