@@ -49,7 +49,8 @@ LINK_BNB = "https://github.com/unslothai/unsloth/issues/679"
 def version_matrix(facts: Facts, config=None) -> list[Finding]:
     out: list[Finding] = []
     covered: set[tuple[str, str]] = {("xformers", "torch"), ("torchvision", "torch"),
-                                     ("torch", "triton"), ("unsloth", "unsloth-zoo")}
+                                     ("torch", "triton"), ("unsloth", "unsloth-zoo"),
+                                     ("vllm", "torch")}   # checks/workloads_vllm.py: vllm-torch-mismatch
     for fn in (_xformers, _torchvision, _triton, _zoo_skew):
         f = fn(facts)
         if f is not None:

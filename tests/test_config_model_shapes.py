@@ -122,8 +122,10 @@ def test_multimodal_text_config_and_moe():
                                                         "vocab_size": 262208, "model_type": "gemma3_text"}}
     shape = shape_from_config(gemma3)
     assert shape.hidden == 2560 and shape.tied_embeddings is True and shape.q_dim == 2048
-    with pytest.raises(model_shapes.UnsupportedShape):
+    with pytest.raises(model_shapes.UnsupportedShape):   # experts but no top-k: not guessed
         shape_from_config(dict(LLAMA_8B_CONFIG, num_local_experts=8))
+    moe = shape_from_config(dict(LLAMA_8B_CONFIG, num_local_experts=8, num_experts_per_tok=2))
+    assert moe.is_moe and moe.intermediate == 2 * 14336 and moe.moe_intermediate == 14336
 
 
 def test_hub_is_asked_only_when_allowed(monkeypatch):

@@ -223,6 +223,7 @@ class Table:
 @functools.lru_cache(maxsize=None)
 def table() -> Table:
     data = load("stack_signatures")
+    data = dict(data, causes=data["causes"] + load("stack_signatures_workloads")["causes"])   # workloads hook
     causes = [Cause(id=r["id"], tier=int(r["tier"]), when=r.get("when", "stuck"), thread=r.get("thread", "main"),
                     patterns=[Pattern.from_row(p) for p in r["patterns"]], refines=tuple(r.get("refines") or ()),
                     confirm_native=bool(r.get("confirm_native")), report=r.get("report", True), order=i, row=r)

@@ -155,3 +155,26 @@ def _as_bool(value: Any) -> bool:
         if low in _FALSE:
             return False
     raise Unresolvable(value)
+
+
+# -- workloads: GRPO, DPO, vLLM, vision (doctor/config/workloads.py reads the rest) ------------------
+KINDS.update({
+    "num_generations": "int", "max_prompt_length": "int", "max_completion_length": "int",
+    "use_vllm": "bool", "vllm_mode": "str", "vllm_gpu_memory_utilization": "float",
+    "fast_inference": "bool", "gpu_memory_utilization": "float", "precompute_ref_log_probs": "bool",
+    "finetune_vision_layers": "bool", "max_pixels": "int", "beta": "float",
+})
+TRAIN_ARGS_KEYS.update({
+    "num_generations": "num_generations", "max_prompt_length": "max_prompt_length",
+    "max_completion_length": "max_completion_length", "use_vllm": "use_vllm", "vllm_mode": "vllm_mode",
+    "vllm_gpu_memory_utilization": "vllm_gpu_memory_utilization",
+    "precompute_ref_log_probs": "precompute_ref_log_probs", "beta": "beta",
+})
+MODEL_LOAD_KEYS.update({"fast_inference": "fast_inference", "gpu_memory_utilization": "gpu_memory_utilization"})
+MODEL_CLASSES += ("AutoModelForImageTextToText",)
+LORA_KEYS.update({"finetune_vision_layers": "finetune_vision_layers"})
+INSERT_AT.update({"vllm_gpu_memory_utilization": ("train_args", "vllm_gpu_memory_utilization"),
+                  "gpu_memory_utilization": ("model_load", "gpu_memory_utilization"),
+                  "use_vllm": ("train_args", "use_vllm")})
+KINDS["vllm_enable_sleep_mode"] = "bool"
+TRAIN_ARGS_KEYS["vllm_enable_sleep_mode"] = "vllm_enable_sleep_mode"

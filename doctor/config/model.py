@@ -90,6 +90,24 @@ class TrainingConfig(JsonRecord):
     model_shape: Optional[ModelShape] = None     # resolved by the loader (local cache/table/hub)
     model_shape_tried: list[str] = field(default_factory=list)   # where the loader looked for it
 
+    # workloads beyond SFT (doctor/config/workloads.py reads what keywords alone do not say)
+    trainer_class: Optional[str] = None          # SFTTrainer | GRPOTrainer | DPOTrainer | ...
+    num_generations: Optional[int] = None        # GRPOConfig: completions per prompt
+    max_prompt_length: Optional[int] = None      # GRPOConfig / DPOConfig
+    max_completion_length: Optional[int] = None  # GRPOConfig
+    use_vllm: Optional[bool] = None              # GRPOConfig: generate with vLLM
+    vllm_mode: Optional[str] = None              # "colocate" | "server"
+    vllm_gpu_memory_utilization: Optional[float] = None   # GRPOConfig (colocate)
+    fast_inference: Optional[bool] = None        # Unsloth from_pretrained: vLLM inside, sharing weights
+    gpu_memory_utilization: Optional[float] = None        # Unsloth from_pretrained (fast_inference)
+    precompute_ref_log_probs: Optional[bool] = None       # DPOConfig
+    ref_model: Optional[str] = None              # DPOTrainer(ref_model=): "none" | "separate"
+    vision_model: Optional[bool] = None          # loaded with a vision-language class
+    finetune_vision_layers: Optional[bool] = None         # Unsloth get_peft_model: train the vision tower
+    max_pixels: Optional[int] = None             # processor max_pixels (Qwen-VL): image tokens
+    beta: Optional[float] = None                 # GRPO / DPO KL coefficient (GRPO: 0 = no reference)
+    vllm_enable_sleep_mode: Optional[bool] = None         # GRPOConfig: vLLM releases its memory while training
+
 
     # -- effective values, with the library defaults the checks need --
     @property

@@ -34,6 +34,28 @@ class ModelShape:
     prequantized: Optional[str] = None   # "4bit" | "8bit" when config.json carries a bnb quantization_config
     double_quant: Optional[bool] = None  # bnb_4bit_use_double_quant of a pre-quantized checkpoint
     model_type: str = ""                 # config.json's model_type (llama, qwen2, gemma2 ...), "" if unknown
+    # Mixture of experts (0 = dense). For a MoE shape `intermediate` is the FFN width one token goes
+    # through (its top-k routed experts + the shared experts), so the dense arithmetic gives the
+    # active path; doctor/vram/workloads.py adds the experts a token does not visit.
+    num_experts: int = 0                 # routed experts per MoE layer
+    experts_per_tok: int = 0             # top-k
+    moe_intermediate: int = 0            # one routed expert's FFN width
+    shared_intermediate: int = 0         # all shared experts' FFN width together (0 = none)
+    # Vision-language models (0 = text only): the vision tower + projector, from vision_config.
+    vision_params: int = 0
+    vision_hidden: int = 0
+    vision_layers: int = 0
+    vision_patches: int = 0              # patches one image sends through the vision tower
+    image_tokens: int = 0                # tokens one image adds to the language model's sequence
+    image_cross_attention: bool = False  # Llama 3.2 Vision: image states reach the LM by cross-attention
+
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts > 0 and self.experts_per_tok > 0
+
+    @property
+    def is_vlm(self) -> bool:
+        return self.vision_params > 0
 
     def _family(self) -> dict:
         from checks._data import load
@@ -125,7 +147,7 @@ def table_lookup(name: str) -> Optional[ModelShape]:
     from checks._data import load
 
     norm = normalize_name(name)
-    rows = load("model_shapes")["models"]
+    rows = load("model_shapes")["models"] + workload_rows()
     by_alias = {alias: row for row in rows for alias in row["aliases"]}
     by_alias.update({normalize_name(row["hf_id"]): row for row in rows})
     row = by_alias.get(norm)
@@ -138,7 +160,24 @@ def table_lookup(name: str) -> Optional[ModelShape]:
                       heads=row["heads"], kv_heads=row["kv_heads"], head_dim=row["head_dim"],
                       vocab=row["vocab"], tied_embeddings=row["tied_embeddings"],
                       fused_projections=row.get("fused_projections", False),
-                      name=row["hf_id"], source=f"table:{row['hf_id']}", model_type=row.get("model_type", ""))
+                      name=row["hf_id"], source=f"table:{row['hf_id']}", model_type=row.get("model_type", ""),
+                      **{k: row[k] for k in WORKLOAD_SHAPE_KEYS if k in row})
+
+
+# MoE / vision fields a row of checks/data/model_shapes_moe_vlm.json may carry (ModelShape names).
+WORKLOAD_SHAPE_KEYS = ("num_experts", "experts_per_tok", "moe_intermediate", "shared_intermediate",
+                       "vision_params", "vision_hidden", "vision_layers", "vision_patches", "image_tokens",
+                       "image_cross_attention")
+
+
+def workload_rows() -> list[dict]:
+    """MoE and vision-language rows (a separate file; they win over a text-only row of the same name)."""
+    from checks._data import load
+
+    try:
+        return list(load("model_shapes_moe_vlm")["models"])
+    except (OSError, KeyError, ValueError):
+        return []
 
 
 # -- config.json ------------------------------------------------------------------------------------
@@ -149,10 +188,11 @@ class UnsupportedShape(ValueError):
 
 def shape_from_config(cfg: dict, name: str = "", source: str = "") -> ModelShape:
     """A ModelShape from a Hugging Face config.json dict (text_config of multimodal models)."""
+    full_cfg = cfg
     if isinstance(cfg.get("text_config"), dict) and "hidden_size" not in cfg:
         cfg = {**cfg, **cfg["text_config"]}
-    if any(cfg.get(k) for k in ("num_experts", "num_local_experts", "n_routed_experts")):
-        raise UnsupportedShape("mixture-of-experts models are not modelled by the estimator")
+    vision = vision_fields(full_cfg)
+    moe = moe_fields(cfg)
     hidden = cfg.get("hidden_size") or cfg.get("n_embd") or cfg.get("d_model")
     layers = cfg.get("num_hidden_layers") or cfg.get("n_layer")
     heads = cfg.get("num_attention_heads") or cfg.get("n_head")
@@ -161,6 +201,8 @@ def shape_from_config(cfg: dict, name: str = "", source: str = "") -> ModelShape
         raise UnsupportedShape("config.json lacks hidden_size / num_hidden_layers / "
                                "num_attention_heads / vocab_size")
     inter = cfg.get("intermediate_size") or cfg.get("n_inner") or cfg.get("ffn_dim") or 4 * hidden
+    if moe:   # the width one token goes through: top-k routed experts + the shared ones
+        inter = moe["experts_per_tok"] * moe["moe_intermediate"] + moe["shared_intermediate"]
     model_type = str(cfg.get("model_type", ""))
     tied = cfg.get("tie_word_embeddings")
     if tied is None:   # the per-architecture default: Gemma ties, Llama/Qwen/Mistral do not
@@ -173,7 +215,63 @@ def shape_from_config(cfg: dict, name: str = "", source: str = "") -> ModelShape
         head_dim=cfg.get("head_dim") or hidden // heads, vocab=vocab, tied_embeddings=bool(tied),
         fused_projections=model_type in ("phi3", "phi4", "phimoe"),
         name=name, source=source, prequantized=prequant, model_type=model_type,
-        double_quant=quant.get("bnb_4bit_use_double_quant") if prequant == "4bit" else None)
+        double_quant=quant.get("bnb_4bit_use_double_quant") if prequant == "4bit" else None,
+        **moe, **vision)
+
+
+def _int(cfg: dict, *keys: str) -> int:
+    for k in keys:
+        v = cfg.get(k)
+        if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+            return v
+    return 0
+
+
+def moe_fields(cfg: dict) -> dict:
+    """ModelShape's MoE fields from a (text) config.json; {} for a dense model. Spellings: Qwen MoE
+    num_experts + moe_intermediate_size (+ shared_expert_intermediate_size), Mixtral / gpt-oss
+    num_local_experts + intermediate_size (per expert), DeepSeek n_routed_experts + n_shared_experts."""
+    experts = _int(cfg, "num_experts", "num_local_experts", "n_routed_experts")
+    top_k = _int(cfg, "num_experts_per_tok", "experts_per_token", "num_experts_per_token", "moe_topk")
+    if not experts or not top_k:
+        if experts:
+            raise UnsupportedShape("mixture-of-experts config.json without num_experts_per_tok")
+        return {}
+    expert_i = _int(cfg, "moe_intermediate_size", "expert_intermediate_size") or _int(cfg, "intermediate_size")
+    if not expert_i:
+        raise UnsupportedShape("mixture-of-experts config.json without an expert FFN size")
+    shared = _int(cfg, "shared_expert_intermediate_size") or _int(cfg, "n_shared_experts", "num_shared_experts") * expert_i
+    return {"num_experts": experts, "experts_per_tok": top_k, "moe_intermediate": expert_i,
+            "shared_intermediate": shared}
+
+
+def vision_fields(cfg: dict) -> dict:
+    """ModelShape's vision fields from a VLM's config.json vision_config ({} for text-only): the tower's
+    parameters (attention 4*h^2 and MLP per layer, gated MLPs 3 matrices), the projector into the
+    language model, patches per image and the image tokens the language model sees."""
+    vc = cfg.get("vision_config")
+    if not isinstance(vc, dict):
+        return {}
+    vh = _int(vc, "hidden_size", "embed_dim")
+    layers = _int(vc, "num_hidden_layers", "depth") + _int(vc, "num_global_layers")
+    if not vh or not layers:
+        return {}
+    vi = _int(vc, "intermediate_size") or 4 * vh
+    gated = str(vc.get("hidden_act", "")).lower() in ("silu", "swiglu")
+    per_layer = 4 * vh * vh + (3 if gated else 2) * vh * vi
+    patch = _int(vc, "patch_size") or 14
+    image = _int(vc, "image_size") or 0
+    text_h = _int(cfg.get("text_config") or {}, "hidden_size") or _int(cfg, "hidden_size")
+    merge = _int(vc, "spatial_merge_size") or 1
+    proj_in = _int(vc, "vision_output_dim") or vh * merge * merge   # Mllama concatenates 5 layers' states
+    out_h = _int(vc, "out_hidden_size") or text_h
+    projector = proj_in * out_h + (proj_in * proj_in if merge > 1 else 0)
+    patches = (image // patch) ** 2 if image else 0
+    tokens = _int(cfg, "mm_tokens_per_image") or (patches // (merge * merge) if patches else 0)
+    cross = bool(cfg.get("cross_attention_layers") or (cfg.get("text_config") or {}).get("cross_attention_layers"))
+    return {"vision_params": layers * per_layer + 3 * patch * patch * vh + projector, "vision_hidden": vh,
+            "vision_layers": layers, "vision_patches": patches, "image_tokens": 0 if cross else tokens,
+            "image_cross_attention": cross}
 
 
 def hub_cache_dirs() -> list[Path]:

@@ -117,7 +117,8 @@ def classify_call(node: ast.Call) -> Optional[tuple[str, str]]:
     parts = name.split(".")
     last = parts[-1]
     owner = parts[-2] if len(parts) > 1 else ""
-    if last == "from_pretrained" and (owner in keys.MODEL_CLASSES or owner.endswith("ForCausalLM")):
+    if last == "from_pretrained" and (owner in keys.MODEL_CLASSES or owner.endswith("ForCausalLM")
+                                      or owner.endswith("ForConditionalGeneration")):   # VLMs (workloads)
         return "model_load", f"{owner}.{last}"
     if last == "get_peft_model":
         return ("peft_unsloth" if owner in keys.UNSLOTH_CLASSES else "peft_get"), (f"{owner}.{last}" if owner else last)
@@ -364,6 +365,9 @@ def config_from_analysis(an: Analysis, path: Optional[str] = None) -> TrainingCo
         "SFTConfig" if any(c.name == "SFTTrainer" for c in an.calls) else None)
     if not an.calls:
         cfg.notes.append("no from_pretrained / get_peft_model / TrainingArguments / SFTConfig call found")
+    from doctor.config.workloads import read_workload   # workloads hook: GRPO / DPO / vision settings
+
+    read_workload(cfg, an)
     return cfg
 
 

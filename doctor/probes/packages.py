@@ -19,6 +19,7 @@ PACKAGES: tuple[str, ...] = (
     "xformers", "bitsandbytes", "transformers", "trl", "peft", "accelerate", "datasets",
     "flash-attn", "torchao", "tokenizers", "safetensors", "huggingface-hub", "cut-cross-entropy",
     "liger-kernel", "deepspeed", "nvidia-ml-py", "pynvml", "numpy",
+    "vllm",   # GRPO generation (checks/workloads_vllm.py: its exact torch pin)
 )
 
 

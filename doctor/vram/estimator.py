@@ -68,6 +68,7 @@ class Inputs:
     gc: str = "hf"                      # off | hf | unsloth (checkpoints offloaded to host RAM)
     attn: str = "sdpa"                  # sdpa | flash_attention_2 | eager
     loss: str = "hf"                    # hf | liger | fused | unsloth-logits
+    workload: Optional[object] = None   # doctor/vram/workloads.Workload (GRPO, DPO, vLLM, vision) # workloads hook
 
     @property
     def tokens(self) -> int:
@@ -253,6 +254,9 @@ def estimate(shape: ModelShape, inp: Inputs, k: Constants = MID) -> Breakdown:
                                note="recomputed" + (" + dropout copies" if inp.lora_dropout else "")))
         comps.append(Component("logits", "logits + loss", logits, at_peak=logits_peak, token_dependent=True,
                                note=lnote))
+    from doctor.vram.workloads import workload_components   # MoE, VLM, GRPO/vLLM, DPO reference
+
+    comps += workload_components(shape, inp, k, comps)   # workloads hook
     bd = Breakdown(components=comps, host_offload=host)
     slack = k.margin * bd.dynamic
     comps.append(Component("slack", "allocator slack", slack, token_dependent=True,
@@ -378,6 +382,9 @@ def estimate_for(facts, config) -> Optional[VramEstimate]:
     if shape is None:
         return None
     low_in, mid_in, high_in, assumptions = inputs_for(config, facts)
+    from doctor.vram.workloads import attach_workload
+
+    low_in, mid_in, high_in = attach_workload(config, facts, low_in, mid_in, high_in, assumptions)  # workloads hook
     low, mid, high = band(shape, low_in, mid_in, high_in)
     est = VramEstimate(model=config.model_name or shape.name, shape=shape, inputs=mid_in,
                        low=low, mid=mid, high=high, inputs_high=high_in, assumptions=assumptions,

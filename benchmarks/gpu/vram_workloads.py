@@ -1,0 +1,392 @@
+"""Measure peak VRAM of the workloads of issue 16 and compare it with doctor's estimate
+(doctor/vram/workloads.py): full fine-tuning, DPO with a reference copy, a small MoE, a VLM with its
+vision tower trained, GRPO generation with model.generate, and GRPO with vLLM colocated.
+
+    PYTHONPATH=. python benchmarks/gpu/vram_workloads.py OUT_DIR            # on the GPU machine, ~5-8 min
+    PYTHONPATH=. python benchmarks/gpu/vram_workloads.py OUT_DIR --cpu-smoke # here: tiny shapes on CPU, same code
+
+Every model is built from its config class with random weights (no download): Qwen2.5-0.5B and
+Llama-3.2-1B shapes, a Qwen3-MoE shape small enough for one GPU, a Qwen2.5-VL shape with a reduced
+language model. Each row runs in a fresh child process (peaks never leak between rows) under a
+timeout; an OOM is recorded, not fatal. Per row: torch's peak reserved after >= 2 optimizer steps
+(so the optimizer state exists) + the CUDA context measured by a probe process, against doctor's
+low / mid / high. The DPO and GRPO rows run the trainers' memory pattern by hand (policy on the
+concatenated chosen+rejected batch with a frozen reference forward; generate then train on the
+completions), not TRL itself: what is validated is the estimator's model of those trainers. The vLLM
+row needs `vllm` importable (it is skipped, and said so, when it is not): the script saves the random
+model + a WordLevel tokenizer to --ckpt-dir, starts vllm.LLM(gpu_memory_utilization=F, enforce_eager)
+in the training process, generates, then trains beside it.
+
+Writes OUT_DIR/vram_workloads.json after every row and OUT_DIR/vram_workloads.md (measured vs
+estimated, error, "false fit" when the high edge is below the measurement). Not run yet: no GPU time
+was left for this session (issue 16); the numbers belong in benchmarks/vram-validation.md once run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+MARK = "@@WORKLOAD-ROW@@"
+ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "DOCTOR_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+       "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}   # vLLM's engine in this process: its memory is ours to measure
+
+QWEN05 = {"model_type": "qwen2", "hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24,
+          "num_attention_heads": 14, "num_key_value_heads": 2, "vocab_size": 151936, "tie_word_embeddings": True}
+LLAMA1B = {"model_type": "llama", "hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16,
+           "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 64, "vocab_size": 128256,
+           "tie_word_embeddings": True}
+MOE = {"model_type": "qwen3_moe", "hidden_size": 1024, "intermediate_size": 3072, "moe_intermediate_size": 512,
+       "num_hidden_layers": 12, "num_attention_heads": 16, "num_key_value_heads": 4, "head_dim": 64,
+       "num_experts": 32, "num_experts_per_tok": 4, "vocab_size": 32000, "tie_word_embeddings": False,
+       "decoder_sparse_step": 1, "mlp_only_layers": [], "norm_topk_prob": True}
+VLM = {"model_type": "qwen2_5_vl", "hidden_size": 1536, "intermediate_size": 8960, "num_hidden_layers": 12,
+       "num_attention_heads": 12, "num_key_value_heads": 2, "vocab_size": 151936, "tie_word_embeddings": True,
+       "vision_config": {"depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16,
+                         "out_hidden_size": 1536, "spatial_merge_size": 2, "patch_size": 14, "hidden_act": "silu",
+                         "temporal_patch_size": 2, "window_size": 112, "fullatt_block_indexes": [7, 15, 23, 31]}}
+TINY = {"model_type": "qwen2", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 1000, "tie_word_embeddings": True}
+TINY_MOE = dict(MOE, hidden_size=64, moe_intermediate_size=32, num_hidden_layers=2, num_attention_heads=4,
+                num_key_value_heads=2, head_dim=16, num_experts=8, num_experts_per_tok=2, vocab_size=1000)
+TINY_VLM = dict(VLM, hidden_size=128, intermediate_size=128, num_hidden_layers=2, num_attention_heads=1,  # head_dim 128: mrope sections
+                num_key_value_heads=1, vocab_size=1000, image_token_id=999, vision_start_token_id=998,
+                vision_end_token_id=997, video_token_id=996,
+                vision_config=dict(VLM["vision_config"], depth=2, hidden_size=64, intermediate_size=128, num_heads=4,
+                                   out_hidden_size=128, fullatt_block_indexes=[1]))
+
+
+def grid(smoke: bool) -> list[dict]:
+    """Rows: kind, model config, batch, seq, options. At least 12 on the GPU."""
+    if smoke:
+        return [dict(id="smoke-full", kind="full", cfg=TINY, batch=2, seq=32, gc=True, optim="adamw_torch"),
+                dict(id="smoke-dpo", kind="dpo", cfg=TINY, batch=1, seq=32, gc=True, optim="adamw_torch"),
+                dict(id="smoke-moe", kind="full", cfg=TINY_MOE, batch=2, seq=32, gc=True, optim="adamw_torch"),
+                dict(id="smoke-moe-lora", kind="lora", cfg=TINY_MOE, batch=2, seq=32, gc=True, optim="adamw_torch"),
+                dict(id="smoke-vlm", kind="vlm", cfg=TINY_VLM, batch=1, seq=96, gc=True, optim="adamw_torch",
+                     image=112, vision_trained=True),
+                dict(id="smoke-grpo", kind="grpo", cfg=TINY, batch=2, prompt=8, completion=8, gc=True,
+                     optim="adamw_torch", accum=2)]
+    rows = []
+    for gc in (True, False):
+        rows.append(dict(id=f"full-qwen0.5b-gc{int(gc)}", kind="full", cfg=QWEN05, batch=4, seq=1024, gc=gc,
+                         optim="adamw_torch"))
+    rows.append(dict(id="full-llama1b-8bit-adam", kind="full", cfg=LLAMA1B, batch=4, seq=1024, gc=True, optim="adamw_8bit"))
+    rows.append(dict(id="dpo-qwen0.5b-full", kind="dpo", cfg=QWEN05, batch=2, seq=1024, gc=True, optim="adamw_torch"))
+    rows.append(dict(id="dpo-llama1b-full", kind="dpo", cfg=LLAMA1B, batch=2, seq=1024, gc=True, optim="adamw_torch"))
+    rows.append(dict(id="moe-full-gc1", kind="full", cfg=MOE, batch=4, seq=1024, gc=True, optim="adamw_torch"))
+    rows.append(dict(id="moe-full-gc0", kind="full", cfg=MOE, batch=2, seq=1024, gc=False, optim="adamw_torch"))
+    rows.append(dict(id="moe-lora-all", kind="lora", cfg=MOE, batch=4, seq=1024, gc=True, optim="adamw_torch"))
+    rows.append(dict(id="vlm-frozen-tower", kind="vlm", cfg=VLM, batch=2, seq=1024, gc=True, optim="adamw_torch",
+                     image=448, vision_trained=False))
+    rows.append(dict(id="vlm-trained-gc1", kind="vlm", cfg=VLM, batch=2, seq=1024, gc=True, optim="adamw_torch",
+                     image=448, vision_trained=True))
+    rows.append(dict(id="vlm-trained-gc0", kind="vlm", cfg=VLM, batch=2, seq=1024, gc=False, optim="adamw_torch",
+                     image=448, vision_trained=True))
+    rows.append(dict(id="grpo-generate-qwen0.5b", kind="grpo", cfg=QWEN05, batch=8, prompt=256, completion=512,
+                     gc=True, optim="adamw_torch", accum=2))
+    rows.append(dict(id="grpo-generate-llama1b-long", kind="grpo", cfg=LLAMA1B, batch=8, prompt=256, completion=2048,
+                     gc=True, optim="adamw_torch", accum=4))
+    for frac in (0.3, 0.5):
+        rows.append(dict(id=f"grpo-vllm-colocate-{frac}", kind="grpo-vllm", cfg=QWEN05, batch=8, prompt=256,
+                         completion=512, gc=True, optim="adamw_torch", accum=1, fraction=frac))
+    return rows
+
+
+# -- the estimate ---------------------------------------------------------------------------------
+
+def estimate_row(row: dict, gpu_total: int) -> dict:
+    from dataclasses import replace
+
+    from doctor.config.model_shapes import shape_from_config
+    from doctor.vram import estimator as E
+    from doctor.vram.workloads import Workload
+
+    shape = shape_from_config(row["cfg"], name=row["id"])
+    seq = row.get("seq") or row["prompt"] + row["completion"]
+    batch = row["batch"] * (2 if row["kind"] == "dpo" else 1)
+    wl = Workload()
+    if row["kind"] == "dpo":
+        wl = Workload(kind="dpo", reference="copy")
+    elif row["kind"] in ("grpo", "grpo-vllm"):
+        wl = Workload(kind="grpo", prompt_len=row["prompt"], completion_len=row["completion"],
+                      gen_sequences=row["batch"] * row.get("accum", 1),
+                      vllm="colocate" if row["kind"] == "grpo-vllm" else "none",
+                      vllm_fraction=row.get("fraction", 0.0), gpu_total=gpu_total)
+    elif row["kind"] == "vlm":
+        patches = (row["image"] // 14) ** 2
+        shape.vision_patches, shape.image_tokens = patches, patches // 4
+        wl = Workload(images_per_sample=1, patches_per_image=patches, vision_trained=row["vision_trained"])
+    full = row["kind"] != "lora"
+    inp = E.Inputs(batch_size=batch, seq_len=seq, framework="transformers", quant="none", param_bytes=2,
+                   full_finetune=full, lora_r=16, optim=row["optim"], gc="hf" if row["gc"] else "off",
+                   attn="sdpa", loss="hf", workload=wl)
+    if row["kind"] == "vlm" and not row["vision_trained"]:
+        inp = replace(inp, full_finetune=False, lora_targets=E.ALL_PROJECTIONS)   # LoRA on the LM, tower frozen
+    low, mid, high = E.band(shape, inp, inp, inp)
+    return {"low": int(low.total), "mid": int(mid.total), "high": int(high.total),
+            "components": {c.key: int(c.bytes) for c in mid.components if c.at_peak}}
+
+
+# -- the child: build, run, measure ---------------------------------------------------------------
+
+def build_model(cfg: dict, device, dtype):
+    import torch
+    import transformers as T
+
+    kind = cfg["model_type"]
+    if kind == "qwen2_5_vl":
+        conf = T.Qwen2_5_VLConfig(**{k: v for k, v in cfg.items() if k != "model_type"})
+        model = T.Qwen2_5_VLForConditionalGeneration(conf)
+    else:
+        conf = T.AutoConfig.for_model(kind, **{k: v for k, v in cfg.items() if k != "model_type"})
+        model = T.AutoModelForCausalLM.from_config(conf)
+    model.config.use_cache = False
+    return model.to(device=device, dtype=dtype), conf
+
+
+def make_optimizer(params, name: str):
+    import torch
+
+    if name == "adamw_8bit":
+        import bitsandbytes as bnb
+        return bnb.optim.AdamW8bit(params, lr=1e-5)
+    return torch.optim.AdamW(params, lr=1e-5)
+
+
+def token_logps(logits, labels):
+    import torch
+
+    return torch.gather(logits.float().log_softmax(-1), 2, labels.unsqueeze(-1)).squeeze(-1).sum(-1)
+
+
+def child(row: dict) -> dict:
+    import torch
+
+    cuda = torch.cuda.is_available() and not row.get("cpu")
+    dev = torch.device("cuda" if cuda else "cpu")
+    dtype = torch.bfloat16
+    torch.manual_seed(0)
+    res: dict = {}
+    llm = None
+    if row["kind"] == "grpo-vllm":
+        llm = start_vllm(row)
+        if llm is None:
+            return {"skipped": "vllm is not importable on this machine"}
+        res["after_vllm_start"] = torch.cuda.memory_reserved() if cuda else 0
+    model, conf = build_model(row["cfg"], dev, dtype)
+    if row["kind"] == "lora" or (row["kind"] == "vlm" and not row["vision_trained"]):
+        from peft import LoraConfig, get_peft_model
+        targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+        if row["kind"] == "vlm":   # the language model's projections only: the tower stays frozen
+            targets = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+        model = get_peft_model(model, LoraConfig(r=16, lora_alpha=16, target_modules=targets))
+    if row["gc"]:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "enable_input_require_grads"):
+            model.enable_input_require_grads()
+    ref = None
+    if row["kind"] == "dpo":
+        ref, _ = build_model(row["cfg"], dev, dtype)
+        ref.requires_grad_(False).eval()
+    opt = make_optimizer([p for p in model.parameters() if p.requires_grad], row["optim"])
+    vocab = row["cfg"]["vocab_size"]
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.monotonic()
+    for _step in range(3):
+        if row["kind"] in ("full", "lora"):
+            ids = torch.randint(0, vocab, (row["batch"], row["seq"]), device=dev)
+            loss = model(input_ids=ids, labels=ids).loss
+        elif row["kind"] == "dpo":
+            ids = torch.randint(0, vocab, (2 * row["batch"], row["seq"]), device=dev)   # chosen + rejected
+            with torch.no_grad():
+                ref_lp = token_logps(ref(input_ids=ids).logits[:, :-1], ids[:, 1:])
+            lp = token_logps(model(input_ids=ids).logits[:, :-1], ids[:, 1:])
+            b = row["batch"]
+            margin = (lp[:b] - ref_lp[:b]) - (lp[b:] - ref_lp[b:])
+            loss = -torch.nn.functional.logsigmoid(0.1 * margin).mean()
+        elif row["kind"] == "vlm":
+            loss = vlm_step(model, conf, row, dev, dtype)
+        else:
+            loss = grpo_step(model, row, dev, vocab, llm)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    if cuda:
+        torch.cuda.synchronize()
+        res.update(peak_reserved=torch.cuda.max_memory_reserved(), peak_allocated=torch.cuda.max_memory_allocated())
+    res["step_s"] = round((time.monotonic() - t0) / 3, 3)
+    return res
+
+
+def vlm_step(model, conf, row, dev, dtype):
+    import torch
+
+    side = row["image"] // 14
+    patches = side * side
+    tokens = patches // 4
+    pixel = torch.randn(row["batch"] * patches, 3 * 2 * 14 * 14, device=dev, dtype=dtype)
+    grid_thw = torch.tensor([[1, side, side]] * row["batch"], device=dev)
+    vocab = row["cfg"]["vocab_size"]
+    ids = torch.randint(0, min(vocab, 1000), (row["batch"], row["seq"]), device=dev)
+    ids[:, 0] = conf.vision_start_token_id   # <|vision_start|> then the image's tokens, as the processor writes
+    ids[:, 1:1 + tokens] = conf.image_token_id
+    labels = ids.clone()
+    labels[:, :1 + tokens] = -100
+    return model(input_ids=ids, pixel_values=pixel, image_grid_thw=grid_thw, labels=labels).loss
+
+
+def grpo_step(model, row, dev, vocab, llm):
+    import torch
+
+    n = row["batch"] * row.get("accum", 1)
+    prompts = torch.randint(0, vocab, (n, row["prompt"]), device=dev)
+    if llm is None:   # model.generate on the whole generation batch, forced to the full length
+        model.eval()
+        model.config.use_cache = True
+        with torch.no_grad():
+            out = model.generate(prompts, attention_mask=torch.ones_like(prompts), do_sample=True,
+                                 max_new_tokens=row["completion"], min_new_tokens=row["completion"])
+        model.config.use_cache = False
+        model.train()
+    else:
+        from vllm import SamplingParams
+        sp = SamplingParams(max_tokens=row["completion"], min_tokens=row["completion"], ignore_eos=True)
+        outs = llm.generate([{"prompt_token_ids": p.tolist()} for p in prompts.cpu()], sp, use_tqdm=False)
+        comp = torch.tensor([list(o.outputs[0].token_ids) for o in outs], device=dev)
+        out = torch.cat([prompts, comp], dim=1)
+    seqs = out[: row["batch"]]   # one optimisation step's completions
+    logits = model(input_ids=seqs, logits_to_keep=row["completion"] + 1).logits[:, :-1]
+    lp = torch.gather(logits.float().log_softmax(-1), 2, seqs[:, -row["completion"]:].unsqueeze(-1)).squeeze(-1)
+    adv = torch.randn(row["batch"], 1, device=dev)
+    return -(torch.exp(lp - lp.detach()) * adv).mean()
+
+
+def start_vllm(row: dict):
+    try:
+        from vllm import LLM
+    except Exception:
+        return None
+    ckpt = Path(row["ckpt_dir"]) / row["id"]
+    save_checkpoint(row["cfg"], ckpt)
+    return LLM(model=str(ckpt), gpu_memory_utilization=row["fraction"], enforce_eager=True, dtype="bfloat16",
+               max_model_len=row["prompt"] + row["completion"] + 16, seed=0)
+
+
+def save_checkpoint(cfg: dict, path: Path) -> None:
+    """The random model + a WordLevel tokenizer, so vLLM can load a directory (no download)."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    if (path / "config.json").exists():
+        return
+    model, _ = build_model(cfg, torch.device("cpu"), torch.bfloat16)
+    model.save_pretrained(path)
+    vocab = {f"t{i}": i for i in range(cfg["vocab_size"])}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="t0"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="t0", eos_token="t1", pad_token="t0").save_pretrained(path)
+
+
+def child_main(spec: str) -> None:
+    row = json.loads(spec)
+    try:
+        res = child(row)
+    except Exception as exc:   # an OOM is a result, not a crash of the benchmark
+        res = {"error": f"{type(exc).__name__}: {str(exc)[:400]}", "oom": "out of memory" in str(exc).lower()}
+    print(MARK + json.dumps(res), flush=True)
+
+
+def run_child(row: dict, timeout: float) -> dict:
+    env = dict(os.environ, **ENV, PYTHONPATH=str(REPO))
+    try:
+        p = subprocess.run([sys.executable, __file__, "--child", json.dumps(row)], capture_output=True, text=True,
+                           timeout=timeout, env=env, start_new_session=True)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timeout after {timeout:.0f} s"}
+    for line in reversed(p.stdout.splitlines()):
+        if line.startswith(MARK):
+            return json.loads(line[len(MARK):])
+    return {"error": f"child exited {p.returncode}: {p.stderr[-800:]}"}
+
+
+CONTEXT_PROBE = ("import torch, json, subprocess, os\n"
+                 "torch.zeros(1, device='cuda'); torch.cuda.synchronize()\n"
+                 "free, total = torch.cuda.mem_get_info()\n"
+                 "print(json.dumps({'context': total - free - torch.cuda.memory_reserved(), 'total': total}))\n")
+
+
+def gpu_context() -> dict:
+    """The CUDA context of a fresh process (driver-used minus torch-reserved; the GPU must be otherwise idle)."""
+    try:
+        p = subprocess.run([sys.executable, "-c", CONTEXT_PROBE], capture_output=True, text=True, timeout=120)
+        return json.loads(p.stdout.strip().splitlines()[-1])
+    except Exception as exc:
+        return {"error": str(exc)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("out")
+    ap.add_argument("--cpu-smoke", action="store_true")
+    ap.add_argument("--ckpt-dir", default="/tmp/vram_workloads_ckpt")
+    ap.add_argument("--only", default="", help="run rows whose id contains this")
+    ap.add_argument("--timeout", type=float, default=240)
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    gpu = {"context": 0, "total": 24 * 1024 ** 3} if args.cpu_smoke else gpu_context()
+    results = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "gpu": gpu, "rows": []}
+    for row in grid(args.cpu_smoke):
+        if args.only and args.only not in row["id"]:
+            continue
+        row = dict(row, ckpt_dir=args.ckpt_dir, cpu=args.cpu_smoke)
+        est = estimate_row(row, int(gpu.get("total") or 0))
+        meas = run_child(row, args.timeout)
+        rec = {"id": row["id"], "estimate": est, "measured": meas}
+        if "peak_reserved" in meas and gpu.get("context") is not None:
+            peak = meas["peak_reserved"] + gpu["context"]
+            rec.update(peak=peak, error=(est["mid"] - peak) / peak, false_fit=est["high"] < peak)
+        results["rows"].append(rec)
+        (out / "vram_workloads.json").write_text(json.dumps(results, indent=1))
+        print(row["id"], json.dumps({k: rec.get(k) for k in ("peak", "error", "false_fit")}), meas.get("error", ""),
+              flush=True)
+    (out / "vram_workloads.md").write_text(markdown(results))
+    return 0 if all("error" not in r["measured"] for r in results["rows"]) else 1
+
+
+def markdown(results: dict) -> str:
+    g = 1024 ** 3
+    lines = [f"# Workload VRAM: measured vs estimated ({results['date']})", "",
+             "| row | measured GiB | estimate low / mid / high GiB | error (mid) | false fit |", "|---|---|---|---|---|"]
+    errs = []
+    for r in results["rows"]:
+        e = r["estimate"]
+        if "peak" in r:
+            errs.append(abs(r["error"]))
+            m, err, ff = f"{r['peak'] / g:.2f}", f"{r['error']:+.1%}", "yes" if r["false_fit"] else ""
+        else:
+            m, err, ff = r["measured"].get("skipped") or r["measured"].get("error", "-"), "", ""
+        lines.append(f"| {r['id']} | {m} | {e['low'] / g:.2f} / {e['mid'] / g:.2f} / {e['high'] / g:.2f} | {err} | {ff} |")
+    if errs:
+        lines += ["", f"median |error| {statistics.median(errs):.1%}, worst {max(errs):.1%}, over {len(errs)} rows"]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--child":
+        child_main(sys.argv[2])
+    else:
+        sys.exit(main())
