@@ -6,7 +6,7 @@ import json
 from dataclasses import fields
 from typing import Callable, Optional
 
-from doctor import exitcodes
+from doctor import exitcodes, limits
 from doctor.config import keys
 from doctor.config.model import AUTO_EMULATED, SourceSpan, TrainingConfig
 from doctor.exitcodes import DoctorError
@@ -180,19 +180,71 @@ def yaml_top_level_spans(text: str) -> dict[str, SourceSpan]:
     return out
 
 
+def yaml_prescan(text: str, name: str, exit_code: int = exitcodes.CONFIG_INVALID) -> None:
+    """Refuse, from the event stream and before anything is built, YAML that nests too deeply,
+    references itself (an alias inside its own anchor: a cycle) or expands past MAX_YAML_NODES
+    through aliases (billion laughs: nine aliases of nine aliases ... of a list). PyYAML's
+    parser is iterative; its composer and constructor recurse and expand aliases in memory."""
+    import yaml
+
+    sizes: dict[str, int] = {}        # anchor -> nodes it expands to
+    stack: list[list] = []            # open collections: [anchor, nodes so far]
+    total = aliases = 0
+
+    def add(n: int) -> None:
+        nonlocal total
+        total += n
+        if stack:
+            stack[-1][1] += n
+        if total > limits.MAX_YAML_NODES:
+            raise DoctorError(f"{name}: expands to more than {limits.MAX_YAML_NODES:,} YAML nodes "
+                              "through aliases (refused: an alias bomb)", exit_code)
+
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        line = event.start_mark.line + 1 if event.start_mark else 0
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            stack.append([event.anchor, 1])
+            if len(stack) > limits.MAX_NESTING:
+                raise DoctorError(f"{name}: line {line}: nested more than {limits.MAX_NESTING} "
+                                  "levels deep", exit_code)
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            anchor, n = stack.pop()
+            if anchor is not None:
+                sizes[anchor] = n
+            add(n)
+        elif isinstance(event, yaml.ScalarEvent):
+            if event.anchor is not None:
+                sizes[event.anchor] = 1
+            add(1)
+        elif isinstance(event, yaml.AliasEvent):
+            aliases += 1
+            if aliases > limits.MAX_YAML_ALIASES:
+                raise DoctorError(f"{name}: more than {limits.MAX_YAML_ALIASES:,} YAML aliases", exit_code)
+            if any(open_anchor == event.anchor for open_anchor, _ in stack):
+                raise DoctorError(f"{name}: line {line}: alias *{event.anchor} refers to itself "
+                                  "(a cycle)", exit_code)
+            add(sizes.get(event.anchor, 1))
+
+
 def load_yaml_mapping(text: str, name: str) -> dict:
     import yaml
 
     try:
+        yaml_prescan(text, name)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise DoctorError(f"{name}: malformed YAML{where}: {problem}", exitcodes.CONFIG_INVALID)
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:   # e.g. a date like 2024-02-30
+        raise DoctorError(f"{name}: unreadable YAML value: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                          exitcodes.CONFIG_INVALID)
     if not isinstance(data, dict):
         raise DoctorError(f"{name}: expected a YAML mapping of settings, got {type(data).__name__}",
                           exitcodes.CONFIG_INVALID)
+    if limits.nesting_depth(data) > limits.MAX_NESTING:
+        raise DoctorError(f"{name}: nested more than {limits.MAX_NESTING} levels deep", exitcodes.CONFIG_INVALID)
     return data
 
 
@@ -257,12 +309,24 @@ def offset_to_linecol(text: str, offset: int) -> tuple[int, int]:
     return line, col
 
 
-def load_json_mapping(text: str, name: str) -> dict:
+def load_json_value(text: str, name: str, exit_code: int = exitcodes.CONFIG_INVALID):
+    """json.loads within the nesting limit; DoctorError (one line, exit_code) otherwise."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise DoctorError(f"{name}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
-                          exitcodes.CONFIG_INVALID)
+                          exit_code)
+    except RecursionError:
+        data = None
+    except ValueError as exc:   # an integer past Python's 4,300-digit limit
+        raise DoctorError(f"{name}: unreadable JSON: {str(exc).splitlines()[0]}", exit_code)
+    if data is None and text.strip() != "null" or limits.nesting_depth(data) > limits.MAX_NESTING:
+        raise DoctorError(f"{name}: nested more than {limits.MAX_NESTING} levels deep", exit_code)
+    return data
+
+
+def load_json_mapping(text: str, name: str) -> dict:
+    data = load_json_value(text, name)
     if not isinstance(data, dict):
         raise DoctorError(f"{name}: expected a JSON object of settings, got {type(data).__name__}",
                           exitcodes.CONFIG_INVALID)
