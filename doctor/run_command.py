@@ -17,14 +17,23 @@ def load_facts(path: Path) -> Facts:
     """Facts from a saved facts JSON, a report envelope, or a bundle archive."""
     if not path.exists():
         raise DoctorError(f"facts file not found: {path}", exitcodes.FACTS_INVALID)
+    if path.is_dir():
+        raise DoctorError(f"--facts {path}: is a directory (expected a facts .json or a bundle .zip)",
+                          exitcodes.FACTS_INVALID)
     if path.suffix in (".zip", ".gz", ".tgz") or path.name.endswith(".tar.gz"):
         from doctor.bundle.archive import read_bundle_facts
 
         return read_bundle_facts(path)
+    from doctor import limits
+    from doctor.config.loader import read_limited_text
+    from doctor.config.structured import load_json_value
+
+    text = read_limited_text(path, limits.MAX_FACTS_BYTES, "facts", exitcodes.FACTS_INVALID, max_line=None)
+    data = load_json_value(text, str(path), exitcodes.FACTS_INVALID)
     try:
-        return Facts.from_dict(json.loads(path.read_text()))
-    except (ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
-        raise DoctorError(f"cannot read facts from {path}: {exc}", exitcodes.FACTS_INVALID)
+        return Facts.from_dict_checked(data)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise DoctorError(f"{path}: {exc}", exitcodes.FACTS_INVALID)
 
 
 def obtain_facts(facts_path: Optional[Path]) -> Facts:

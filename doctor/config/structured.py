@@ -314,8 +314,8 @@ def load_json_value(text: str, name: str, exit_code: int = exitcodes.CONFIG_INVA
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DoctorError(f"{name}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
-                          exit_code)
+        raise DoctorError(f"{name}: not valid JSON at line {exc.lineno}, column {exc.colno}: "
+                          f"{exc.msg}", exit_code)
     except RecursionError:
         data = None
     except ValueError as exc:   # an integer past Python's 4,300-digit limit
