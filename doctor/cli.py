@@ -76,13 +76,14 @@ def run(
     out: Annotated[Optional[Path], typer.Option("--out", help="Folder for the patched config (default: beside the config).")] = None,
     gpu: Annotated[Optional[str], typer.Option("--gpu", help='What-if: estimate for this GPU instead of the local one, e.g. "RTX 2080 Ti".')] = None,
     only: Annotated[Optional[List[str]], typer.Option("--check", help="Run only this check id (repeatable). See `doctor checks`.")] = None,
+    mkdir: Annotated[bool, typer.Option("--mkdir", help="Create the --out / --markdown / --save-facts folders when missing.")] = False,
     overrides: ConfigOverrides = None,
 ) -> int:
     """Check this machine (and a training config, if given): a ranked remediation report."""
     from doctor.run_command import run_doctor
 
     return run_doctor(config=config, facts_path=facts, save_facts=save_facts, json_out=json_out,
-                      markdown=markdown, out_dir=out, gpu=gpu, only=only, overrides=overrides)
+                      markdown=markdown, out_dir=out, gpu=gpu, only=only, overrides=overrides, mkdir=mkdir)
 
 
 @app.command("checks")

@@ -20,7 +20,6 @@ from doctor.config.flags import ConfigOverrides
 from doctor.config.loader import load_config
 from doctor.config.patcher import _Request, patch_text, write_patched
 from doctor.config.python_parser import parse_python
-from doctor.exitcodes import DoctorError
 from doctor.findings import ConfigChange, Finding, Severity
 from tests.vram_helpers import CORPUS, REFERENCE
 
@@ -99,11 +98,13 @@ def test_folklore_fixes_the_notebook_already_has_are_dropped(tmp_path):
 def test_shared_variable_is_edited_where_it_is_defined_only_if_every_reader_changes(tmp_path):
     src = copy(REFERENCE, tmp_path)
     cfg = load_config(src)
+    (tmp_path / "one").mkdir()
     one = write_patched(cfg, [finding("a", ("trainer_max_seq_length", 1024))], tmp_path / "one")
     removed, added = changed_lines(src.read_text(), Path(one.path).read_text())
     assert removed == ["    max_seq_length = max_seq_length,"] and added[0].startswith("    max_seq_length = 1024,")
     # the model's max_seq_length (same variable) is unchanged
     assert parse_python(Path(one.path).read_text()).max_seq_length == 2048
+    (tmp_path / "both").mkdir()
     both = write_patched(cfg, [finding("b", ("max_seq_length", 1024), ("trainer_max_seq_length", 1024))],
                          tmp_path / "both")
     removed, added = changed_lines(src.read_text(), Path(both.path).read_text())
@@ -248,6 +249,11 @@ def test_json_sections_are_patched_where_the_values_live(tmp_path):
 def test_out_dir_flags_and_refusals(tmp_path):
     src = copy(REFERENCE, tmp_path)
     cfg = load_config(src, ConfigOverrides(batch_size=1))
+    # a missing --out folder is not created: the patch is not written, and says why
+    missing = write_patched(cfg, [], tmp_path / "reports")
+    assert missing.path is None and "does not exist" in missing.write_error and missing.diff
+    assert not (tmp_path / "reports").exists()
+    (tmp_path / "reports").mkdir()
     res = write_patched(cfg, [], tmp_path / "reports")
     assert Path(res.path).parent == tmp_path / "reports"
     assert res.changes[0].finding == "flag" and "--batch-size" in res.changes[0].reason
@@ -256,12 +262,14 @@ def test_out_dir_flags_and_refusals(tmp_path):
     assert write_patched(load_config(src, ConfigOverrides(batch_size=2)), [], tmp_path / "r2") is None
     # flags-only configs have no file to patch
     assert write_patched(load_config(None, ConfigOverrides(model="x", batch_size=1)), [], tmp_path) is None
-    # a target that is a link to the original is refused
+    # a target that is a link to the original is never written through: the next free name is used
     (tmp_path / "evil").mkdir()
-    os.symlink(src, tmp_path / "evil" / "train_unsloth_llama31_8b.patched.py")
-    with pytest.raises(DoctorError) as err:
-        write_patched(cfg, [], tmp_path / "evil")
-    assert err.value.exit_code == exitcodes.USAGE and src.read_text() == REFERENCE.read_text()
+    link = tmp_path / "evil" / "train_unsloth_llama31_8b.patched.py"
+    os.symlink(src, link)
+    res = write_patched(cfg, [], tmp_path / "evil")
+    assert src.read_text() == REFERENCE.read_text() and os.path.islink(link)
+    assert res.path == str(tmp_path / "evil" / "train_unsloth_llama31_8b.patched-2.py")
+    assert res.wanted_path == str(link) and f"+++ {res.path}" in res.diff
 
 
 def test_conflicting_changes_keep_the_higher_ranked(tmp_path):
@@ -277,9 +285,10 @@ def test_a_patch_that_would_not_parse_is_not_written(tmp_path, monkeypatch):
     from doctor.config import patch_python
 
     monkeypatch.setattr(patch_python, "py_literal", lambda value, like="": "(((")
-    with pytest.raises(DoctorError) as err:
-        write_patched(load_config(src), [finding("x", ("seed", 1))], None)
-    assert err.value.exit_code == exitcodes.INTERNAL and "would not parse" in err.value.message
+    res = write_patched(load_config(src), [finding("x", ("seed", 1))], None)
+    # not an exit 70 that loses the report: a doctor bug the report carries (run_command makes it
+    # an error finding, doctor.patch-not-written)
+    assert res.path is None and res.internal and "would not parse" in res.write_error
     assert not (tmp_path / "train_unsloth_llama31_8b.patched.py").exists()
 
 

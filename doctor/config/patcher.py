@@ -7,7 +7,6 @@ step-11 hang were already the notebook's defaults)."""
 from __future__ import annotations
 
 import difflib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -44,9 +43,13 @@ class PatchResult:
     changes: list[Change] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     vram_after: Optional[str] = None     # one line: the VRAM estimate with these changes applied
+    write_error: Optional[str] = None    # why the copy could not be written (the diff still shows it)
+    wanted_path: Optional[str] = None    # the usual name, when it was taken and another was used
+    internal: bool = False               # write_error is a doctor bug (the patch would not parse)
 
     def to_dict(self) -> dict:
         return {"source": self.source, "path": self.path, "diff": self.diff, "vram_after": self.vram_after,
+                "write_error": self.write_error, "wanted_path": self.wanted_path,
                 "changes": [{"setting": c.setting, "old": c.old, "new": c.new, "finding": c.finding,
                              "reason": c.reason} for c in self.changes],
                 "skipped": [{"setting": s.setting, "value": s.value, "finding": s.finding, "why": s.why}
@@ -57,13 +60,17 @@ class PatchResult:
                 for c in self.changes]
 
     def render_terminal(self, console) -> None:
-        from rich.syntax import Syntax
         from rich.text import Text
 
         if self.path:
             console.print(Text("Patched config: ", style="bold") + Text(self.path, style="bold green")
                           + Text(f"  ({len(self.changes)} change{'s' if len(self.changes) != 1 else ''}, "
                                  f"original untouched)", style="dim"))
+            if self.wanted_path:
+                console.print(Text(f"  ({self.wanted_path} already exists and was left alone)", style="yellow"))
+        elif self.write_error:
+            console.print(Text(f"Patched config: not written ({self.write_error}); the diff below has "
+                               "the changes", style="bold yellow"))
         else:
             console.print(Text("Patched config: not written (no change could be applied)", style="bold yellow"))
         for setting, old, new, why in self._rows():
@@ -75,15 +82,21 @@ class PatchResult:
         if self.vram_after:
             console.print(Text("  " + self.vram_after, style="bold"))
         if self.diff:
-            console.print(Syntax(self.diff.rstrip("\n"), "diff", theme="ansi_dark", background_color="default",
-                                 word_wrap=True))
+            # unwrapped, one print per line: a wrapped line loses its +/- prefix and the patch no
+            # longer applies (`doctor run train.py | sed -n '/^--- /,$p' | patch -p0` must work)
+            styles = {"+": "green", "-": "red", "@": "cyan"}
+            for line in self.diff.rstrip("\n").split("\n"):
+                console.print(Text(line, style=styles.get(line[:1], "")), soft_wrap=True, crop=False)
 
     def render_markdown(self) -> str:
         from doctor.report.markdown import md_escape_cell
 
         lines = ["### Patched config", ""]
         lines.append(f"Written to `{self.path}` (the original is untouched)." if self.path
+                     else f"Not written: {self.write_error}." if self.write_error
                      else "Not written: no change could be applied.")
+        if self.path and self.wanted_path:
+            lines.append(f"(`{self.wanted_path}` already exists and was left alone.)")
         if self.changes:
             lines += ["", "| setting | was | now | why |", "|---|---|---|---|"]
             lines += [f"| `{s}` | `{md_escape_cell(o)}` | `{md_escape_cell(n)}` | {md_escape_cell(w)} |"
@@ -93,7 +106,9 @@ class PatchResult:
         if self.vram_after:
             lines += ["", f"**{self.vram_after}**"]
         if self.diff:
-            lines += ["", "```diff", self.diff.rstrip("\n"), "```"]
+            from doctor.report.markdown import fenced
+
+            lines += ["", fenced(self.diff, "diff")]
         return "\n".join(lines) + "\n"
 
 
@@ -167,7 +182,8 @@ def target_path(source: Path, out_dir: Optional[Path]) -> Path:
     return (Path(out_dir) if out_dir is not None else source.parent) / name
 
 
-def _check_parses(text: str, kind: str, path: Path) -> None:
+def _check_parses(text: str, kind: str, path: Path) -> Optional[str]:
+    """None when the patched text parses; otherwise why (a bug in the patcher: nothing is written)."""
     try:
         if kind == "python":
             import ast
@@ -182,8 +198,9 @@ def _check_parses(text: str, kind: str, path: Path) -> None:
 
             json.loads(text)
     except Exception as exc:   # any parse failure means our edit is wrong: say so, write nothing
-        raise DoctorError(f"internal error: the patched {kind} config would not parse ({type(exc).__name__}: "
-                          f"{exc}); nothing written, the original {path} is unchanged", exitcodes.INTERNAL)
+        return (f"internal error: the patched {kind} config would not parse ({type(exc).__name__}: "
+                f"{str(exc)[:200]}); nothing written, the original {path} is unchanged")
+    return None
 
 
 def patch_text(text: str, kind: str, config: TrainingConfig, requests: list[_Request],
@@ -234,16 +251,25 @@ def write_patched(config: TrainingConfig, findings, out_dir: Optional[Path] = No
     result = PatchResult(source=str(source), path=None, changes=changes, skipped=skipped + more_skipped)
     if not changes:
         return result
-    _check_parses(patched, config.source_kind, source)
+    broken = _check_parses(patched, config.source_kind, source)
+    if broken:
+        result.write_error, result.internal = broken, True
+        return result
     target = target_path(source, out_dir)
-    if target.resolve() == source.resolve() or (target.exists() and os.path.samefile(target, source)):
-        raise DoctorError(f"refusing to write the patched config over the original ({source})", exitcodes.USAGE)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(patched, encoding="utf-8")
-    except OSError as exc:
-        raise DoctorError(f"cannot write {target}: {exc.strerror or exc}", exitcodes.USAGE)
-    result.path = str(target)
     result.diff = "".join(difflib.unified_diff(text.splitlines(keepends=True), patched.splitlines(keepends=True),
                                                fromfile=str(source), tofile=str(target)))
+    from doctor.outputs import write_new_file
+
+    try:
+        if not target.parent.is_dir():
+            raise FileNotFoundError(f"folder {target.parent} does not exist (create it, or add --mkdir)")
+        written = write_new_file(target, patched)   # never over an existing file, never via a symlink
+    except OSError as exc:
+        # the report must not be lost for this: the caller turns it into a finding
+        result.write_error = f"cannot write {target}: {exc.strerror or exc}"
+        return result
+    result.path = str(written)
+    if written != target:
+        result.wanted_path = str(target)
+        result.diff = result.diff.replace(f"+++ {target}", f"+++ {written}", 1)
     return result
