@@ -15,7 +15,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from doctor import exitcodes
 from doctor.config.flags import ConfigOverrides
 from doctor.config.loader import load_config
 from doctor.config.patcher import _Request, patch_text, write_patched
