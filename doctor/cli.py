@@ -28,12 +28,39 @@ app = typer.Typer(
 )
 
 
+def _sigterm_as_interrupt(signum, frame):
+    raise KeyboardInterrupt   # SIGTERM like Ctrl-C: the command stops its children, keeps its outputs
+
+
+def _command_signals():
+    """While a command runs: SIGINT and SIGTERM raise KeyboardInterrupt (handled below). Returns
+    the handlers to restore, or None off the main thread, where signals cannot be set."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler)}
+    if hasattr(signal, "SIGTERM"):
+        previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    return previous
+
+
 def handles_errors(fn):
-    """DoctorError -> one line + its exit code; Ctrl-C -> 130; anything else -> one line + 70."""
+    """DoctorError -> one line + its exit code; Ctrl-C or SIGTERM -> 130; a closed output pipe ->
+    141, quietly; anything else -> one line + 70."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        import signal
+
+        previous = _command_signals()
         try:
             code = fn(*args, **kwargs)
+        except BrokenPipeError:
+            from doctor.entry import silence_broken_pipe
+
+            silence_broken_pipe()
+            raise typer.Exit(exitcodes.BROKEN_PIPE)
         except DoctorError as exc:
             typer.echo(f"doctor: error: {exc.message}", err=True)
             raise typer.Exit(exc.exit_code)
@@ -48,6 +75,9 @@ def handles_errors(fn):
             typer.echo(f"doctor: internal error: {type(exc).__name__}: {exc} "
                        "(set DOCTOR_DEBUG=1 for the traceback, and please report it)", err=True)
             raise typer.Exit(exitcodes.INTERNAL)
+        finally:
+            for signum, handler in (previous or {}).items():
+                signal.signal(signum, handler)
         raise typer.Exit(code or 0)
     return wrapper
 
@@ -109,7 +139,9 @@ _register_commands()
 
 
 def main() -> None:
-    app()
+    from doctor.entry import main as entry_main
+
+    entry_main()
 
 
 if __name__ == "__main__":

@@ -82,11 +82,13 @@ class PatchResult:
         if self.vram_after:
             console.print(Text("  " + self.vram_after, style="bold"))
         if self.diff:
-            # unwrapped, one print per line: a wrapped line loses its +/- prefix and the patch no
-            # longer applies (`doctor run train.py | sed -n '/^--- /,$p' | patch -p0` must work)
-            styles = {"+": "green", "-": "red", "@": "cyan"}
+            # byte-exact, past rich: wrapping would cut a line from its +/- prefix and stripping
+            # trailing spaces (DoctorConsole does, for the rest) would change context lines, and
+            # then `sed -n '/^--- /,$p' | patch -p0` no longer applies
+            colours = {"+": "\x1b[32m", "-": "\x1b[31m", "@": "\x1b[36m"} if console.color_system else {}
             for line in self.diff.rstrip("\n").split("\n"):
-                console.print(Text(line, style=styles.get(line[:1], "")), soft_wrap=True, crop=False)
+                colour = colours.get(line[:1])
+                console.file.write(f"{colour}{line}\x1b[0m\n" if colour else line + "\n")
 
     def render_markdown(self) -> str:
         from doctor.report.markdown import md_escape_cell
