@@ -24,6 +24,7 @@ app = typer.Typer(
          "hangs or runs out of memory on this machine.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,   # plain help: rich panels cut ids, paths and defaults with "…" at 80 columns
     add_completion=False,
 )
 

@@ -201,10 +201,13 @@ def list_checks(json_out: bool) -> int:
 
     from doctor.report.terminal import make_console
 
+    # ids are what people copy into --check and issue reports: never cut or folded; the prose
+    # column takes what is left
     t = Table(show_header=True, header_style="bold", box=None)
-    t.add_column("check")
-    t.add_column("what it looks at")
-    t.add_column("findings", style="dim")
+    t.add_column("check", no_wrap=True, min_width=max(len(c.id) for c in specs))
+    t.add_column("what it looks at", ratio=1, min_width=12, overflow="fold")
+    t.add_column("findings", style="dim", no_wrap=True,
+                 min_width=max((len(i) for c in specs for i in c.finding_ids), default=8))
     for c in specs:
         t.add_row(c.id, c.title + (" (needs a config)" if c.needs_config else ""), "\n".join(c.finding_ids))
     make_console().print(t)
