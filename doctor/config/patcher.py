@@ -91,20 +91,21 @@ class PatchResult:
                 console.file.write(f"{colour}{line}\x1b[0m\n" if colour else line + "\n")
 
     def render_markdown(self) -> str:
-        from doctor.report.markdown import md_escape_cell
+        from doctor.report.markdown import code_span, md_escape_cell
 
         lines = ["### Patched config", ""]
-        lines.append(f"Written to `{self.path}` (the original is untouched)." if self.path
-                     else f"Not written: {self.write_error}." if self.write_error
+        lines.append(f"Written to {code_span(self.path)} (the original is untouched)." if self.path
+                     else f"Not written: {md_escape_cell(self.write_error)}." if self.write_error
                      else "Not written: no change could be applied.")
         if self.path and self.wanted_path:
-            lines.append(f"(`{self.wanted_path}` already exists and was left alone.)")
+            lines.append(f"({code_span(self.wanted_path)} already exists and was left alone.)")
         if self.changes:
             lines += ["", "| setting | was | now | why |", "|---|---|---|---|"]
-            lines += [f"| `{s}` | `{md_escape_cell(o)}` | `{md_escape_cell(n)}` | {md_escape_cell(w)} |"
+            lines += [f"| {code_span(s, True)} | {code_span(o, True)} | {code_span(n, True)} | {md_escape_cell(w)} |"
                       for s, o, n, w in self._rows()]
         for s in self.skipped:
-            lines.append(f"- Not applied: `{s.setting} = {_show(s.value)}` ({s.finding}): {s.why}")
+            lines.append(f"- Not applied: {code_span(f'{s.setting} = {_show(s.value)}')} ({s.finding}): "
+                         f"{md_escape_cell(s.why)}")
         if self.vram_after:
             lines += ["", f"**{self.vram_after}**"]
         if self.diff:
