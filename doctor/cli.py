@@ -30,7 +30,7 @@ app = typer.Typer(
 
 
 def _sigterm_as_interrupt(signum, frame):
-    raise KeyboardInterrupt   # SIGTERM like Ctrl-C: the command stops its children, keeps its outputs
+    raise exitcodes.Terminated   # SIGTERM like Ctrl-C: the command stops its children, keeps its outputs
 
 
 def _command_signals():

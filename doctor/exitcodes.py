@@ -38,3 +38,7 @@ class DoctorError(Exception):
         super().__init__(message)
         self.message = message
         self.exit_code = exit_code
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C (so every cleanup path runs) but telling which signal it was."""
