@@ -64,13 +64,15 @@ def plan(shape: dict, device: str, steps: int, tokens_per_step: int) -> Plan:
     if on_gpu:
         step_s = max(0.05, params * tokens_per_step / GPU_PARAM_TOKENS_PER_S)
     else:
-        step_s = max(tokens_per_step / CPU_TOKENS_PER_S, params * tokens_per_step / CPU_PARAM_TOKENS_PER_S)
+        step_s = max(0.01, tokens_per_step / CPU_TOKENS_PER_S, params * tokens_per_step / CPU_PARAM_TOKENS_PER_S)
     kind = "gpu" if on_gpu else "cpu"
     return Plan(device=kind, params=params, weight_bytes=weight_bytes, step_s=step_s,
                 seconds=STARTUP_S[kind] + steps * step_s)
 
 
 def human_duration(seconds: float) -> str:
+    if seconds < 10:
+        return f"{seconds:.2g} s"
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 90 * 60:
