@@ -204,9 +204,10 @@ def shape_problem(tp, value, where: str) -> Optional[str]:
 
     from doctor.serde import _hints
 
-    if value is None:
-        return None
     origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if value is None:   # only where the field is Optional: checks read `facts.nvidia.gpus` freely
+        optional = tp is typing.Any or (origin is typing.Union and type(None) in args)
+        return None if optional else f"{where}: must not be null"
     if origin is typing.Union:
         options = [a for a in args if a is not type(None)]
         problems = [shape_problem(a, value, where) for a in options]
