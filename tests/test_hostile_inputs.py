@@ -352,3 +352,23 @@ def test_console_renders_without_trailing_spaces():
     c.print(t)
     c.print("x   ")
     assert all(ln == ln.rstrip() for ln in buf.getvalue().split("\n"))
+
+
+def test_a_fifo_or_device_is_refused_not_read_forever(tmp_path):
+    fifo = tmp_path / "facts.json"
+    os.mkfifo(fifo)
+    assert "not a regular file" in one_line_error(invoke("run", "--facts", fifo), exitcodes.FACTS_INVALID)
+    cfg = tmp_path / "train.py"
+    os.mkfifo(cfg)
+    one_line_error(invoke("vram", cfg, "--facts", WSL), exitcodes.CONFIG_INVALID)
+    one_line_error(invoke("run", "--facts", "/dev/zero"), exitcodes.FACTS_INVALID)
+
+
+def test_save_facts_never_overwrites(tmp_path):
+    target = tmp_path / "f.json"
+    target.write_text("keep")
+    r = invoke("run", "--facts", WSL, "--save-facts", target)
+    assert r.exit_code in (exitcodes.OK, exitcodes.UNHEALTHY), r.output
+    assert target.read_text() == "keep" and "left alone" in r.stderr
+    saved = json.loads((tmp_path / "f-2.json").read_text())
+    assert Facts.from_dict_checked(saved).platform.is_wsl

@@ -55,6 +55,8 @@ def read_limited_text(path: Path, max_bytes: int, what: str, exit_code: int,
                       max_line: Optional[int] = limits.MAX_LINE_CHARS) -> str:
     """A UTF-8 text file within the stated size and line-length limits, checked before parsing;
     DoctorError (one line, `exit_code`) otherwise."""
+    if not path.is_file():   # a FIFO or /dev/stdin would block the read forever; a device never ends
+        raise DoctorError(f"{path}: not a regular file", exit_code)
     try:
         size = path.stat().st_size
         if size > max_bytes:
