@@ -108,7 +108,7 @@ def test_unicode_digits_are_not_integers(tmp_path):
     ("cycle.yaml", f"base_model: {MODEL}\na: &a [*a]\n", "refers to itself"),
     ("laughs.yaml", f"base_model: {MODEL}\na: &a [x,x,x,x,x,x,x,x,x]\n"
      + "".join(f"{c}: &{c} [{','.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi")), "alias bomb"),
-    ("deep.yaml", "a: " + "[" * 5000 + "]" * 5000 + "\n", "levels deep"),
+    ("deep.yaml", "a: " + "[" * 5000 + "]" * 5000 + "\n", "levels deep|maximum nesting depth"),   # ours or libyaml's
     ("deep.json", '{"a": ' + "[" * 5000 + "]" * 5000 + "}", "levels deep"),
     ("date.yaml", f"base_model: {MODEL}\nx: 2024-02-30\n", "unreadable YAML"),
     ("digits.json", '{"seed": ' + "9" * 5000 + "}", "unreadable JSON"),
@@ -118,7 +118,7 @@ def test_limits_are_one_line_refusals_with_exit_8(tmp_path, name, text, needle):
     path.write_text(text if name.endswith((".yaml", ".json")) else HEAD + text)
     t0 = time.monotonic()
     err = one_line_error(invoke("run", path, "--facts", WSL, "--out", tmp_path), exitcodes.CONFIG_INVALID)
-    assert needle in err, err
+    assert re.search(needle, err), err
     assert time.monotonic() - t0 < 30   # a failure signal for a hang, not a benchmark
 
 

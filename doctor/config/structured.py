@@ -163,11 +163,19 @@ def config_from_mapping(data: dict, style: str, kind: str, path: Optional[str],
 
 # -- YAML -----------------------------------------------------------------------------------------
 
+def safe_loader():
+    """PyYAML's safe loader, in C (libyaml) when available: the pure-Python one takes seconds per
+    MB, and a YAML config is read three times (pre-scan, values, spans)."""
+    import yaml
+
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def yaml_top_level_spans(text: str) -> dict[str, SourceSpan]:
     """key -> span of its value, for the top-level mapping (yaml marks are 0-based)."""
     import yaml
 
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    root = yaml.compose(text, Loader=safe_loader())
     out: dict[str, SourceSpan] = {}
     if not isinstance(root, yaml.MappingNode):
         return out
@@ -188,8 +196,8 @@ def yaml_prescan(text: str, name: str, exit_code: int = exitcodes.CONFIG_INVALID
     import yaml
 
     sizes: dict[str, int] = {}        # anchor -> nodes it expands to
-    stack: list[list] = []            # open collections: [anchor, nodes so far]
-    total = aliases = 0
+    stack: list[list] = []            # open collections: [anchor, nodes inside so far, itself included]
+    total = aliases = 0               # nodes the constructor would build, aliases expanded
 
     def add(n: int) -> None:
         nonlocal total
@@ -197,12 +205,13 @@ def yaml_prescan(text: str, name: str, exit_code: int = exitcodes.CONFIG_INVALID
         if stack:
             stack[-1][1] += n
         if total > limits.MAX_YAML_NODES:
-            raise DoctorError(f"{name}: expands to more than {limits.MAX_YAML_NODES:,} YAML nodes "
-                              "through aliases (refused: an alias bomb)", exit_code)
+            how = " through aliases (refused: an alias bomb)" if aliases else ""
+            raise DoctorError(f"{name}: more than {limits.MAX_YAML_NODES:,} YAML nodes{how}", exit_code)
 
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+    for event in yaml.parse(text, Loader=safe_loader()):
         line = event.start_mark.line + 1 if event.start_mark else 0
         if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            add(1)
             stack.append([event.anchor, 1])
             if len(stack) > limits.MAX_NESTING:
                 raise DoctorError(f"{name}: line {line}: nested more than {limits.MAX_NESTING} "
@@ -211,7 +220,8 @@ def yaml_prescan(text: str, name: str, exit_code: int = exitcodes.CONFIG_INVALID
             anchor, n = stack.pop()
             if anchor is not None:
                 sizes[anchor] = n
-            add(n)
+            if stack:
+                stack[-1][1] += n - 1          # its own node was counted at its start
         elif isinstance(event, yaml.ScalarEvent):
             if event.anchor is not None:
                 sizes[event.anchor] = 1
@@ -231,7 +241,7 @@ def load_yaml_mapping(text: str, name: str) -> dict:
 
     try:
         yaml_prescan(text, name)
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=safe_loader())   # the safe loader; libyaml's when built in
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
