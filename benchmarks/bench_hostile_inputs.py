@@ -36,8 +36,9 @@ def inputs() -> dict[str, str]:
         "YAML, billion laughs": f"base_model: {MODEL}\na: &a [x,x,x,x,x,x,x,x,x]\n"
                                 + "".join(f"{c}: &{c} [{','.join(['*' + p] * 9)}]\n"
                                           for p, c in zip("abcdefgh", "bcdefghi")),
-        "JSON, 0.9 MB of settings": json.dumps({"model_name_or_path": MODEL, "per_device_train_batch_size": 2,
-                                                **{f"key_{i}": [i, "v" * 10] for i in range(25_000)}}),
+        "JSON, 0.9 MB of settings, one per line": json.dumps(
+            {"model_name_or_path": MODEL, "per_device_train_batch_size": 2,
+             **{f"key_{i}": "v" * 10 for i in range(35_000)}}, indent=0),
     }
 
 

@@ -3,6 +3,7 @@ adapter_config / our own TrainingConfig) configs -> TrainingConfig, with the spa
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import fields
 from typing import Callable, Optional
 
@@ -319,6 +320,20 @@ def offset_to_linecol(text: str, offset: int) -> tuple[int, int]:
     return line, col
 
 
+def line_index(text: str):
+    """offset -> (line, col) for many offsets of one text: line starts found once, then a bisect
+    each (offset_to_linecol per key rescans the text: quadratic in the number of keys)."""
+    import bisect
+
+    starts = [0] + [m.end() for m in re.finditer("\n", text)]
+
+    def linecol(offset: int) -> tuple[int, int]:
+        i = bisect.bisect_right(starts, offset) - 1
+        return i + 1, offset - starts[i]
+
+    return linecol
+
+
 def load_json_value(text: str, name: str, exit_code: int = exitcodes.CONFIG_INVALID):
     """json.loads within the nesting limit; DoctorError (one line, exit_code) otherwise."""
     try:
@@ -349,9 +364,10 @@ def parse_json(text: str, path: Optional[str] = None) -> TrainingConfig:
     if isinstance(data.get("sections"), dict) and isinstance(data["sections"].get("config"), dict):
         data = data["sections"]["config"]
     spans = {}
+    linecol = line_index(text)
     for key, (_ks, _ke, vs, ve, _section) in json_config_spans(text).items():
-        line, col = offset_to_linecol(text, vs)
-        end_line, end_col = offset_to_linecol(text, ve)
+        line, col = linecol(vs)
+        end_line, end_col = linecol(ve)
         spans[key] = SourceSpan(line=line, col=col, end_line=end_line, end_col=end_col,
                                 text=text[vs:ve], call=key)
     style = detect_style(data)
