@@ -264,8 +264,8 @@ def write_patched(config: TrainingConfig, findings, out_dir: Optional[Path] = No
     from doctor.outputs import write_new_file
 
     try:
-        if not target.parent.is_dir():
-            raise FileNotFoundError(f"folder {target.parent} does not exist (create it, or add --mkdir)")
+        # out_dir is the caller's choice (the CLI checks --out, and --mkdir, before any work)
+        target.parent.mkdir(parents=True, exist_ok=True)
         written = write_new_file(target, patched)   # never over an existing file, never via a symlink
     except OSError as exc:
         # the report must not be lost for this: the caller turns it into a finding
