@@ -22,7 +22,10 @@ def run_checks(facts: Facts, config: Optional[TrainingConfig] = None,
         if spec.needs_config and config is None:
             continue
         try:
-            produced = spec.fn(facts, config) or []
+            produced = list(spec.fn(facts, config) or [])
+            stray = next((f for f in produced if not isinstance(f, Finding)), None)
+            if stray is not None:
+                raise TypeError(f"returned {type(stray).__name__}, not a Finding")
         except Exception as exc:  # a broken check must not take the others down
             tb = traceback.extract_tb(exc.__traceback__)
             where = f"{tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno}" if tb else "?"

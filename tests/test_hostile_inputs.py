@@ -372,3 +372,9 @@ def test_save_facts_never_overwrites(tmp_path):
     assert target.read_text() == "keep" and "left alone" in r.stderr
     saved = json.loads((tmp_path / "f-2.json").read_text())
     assert Facts.from_dict_checked(saved).platform.is_wsl
+
+
+def test_a_check_returning_garbage_is_a_crash_finding_too():
+    specs = [CheckSpec(id="odd", title="odd", fn=lambda facts, config: ["not a finding"], finding_ids=())]
+    findings = run_checks(Facts(), None, specs=specs)
+    assert [f.id for f in findings] == ["doctor.check-crashed"] and "not a Finding" in findings[0].title
