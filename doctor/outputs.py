@@ -13,24 +13,25 @@ from doctor.exitcodes import DoctorError
 MAX_TRIES = 100
 
 
-def check_output_file(path: Path, flag: str, mkdir: bool = False) -> None:
-    """Before any work: `path` can name a new output file. DoctorError (exit 2) otherwise."""
+def check_output_file(path: Path, flag: str, mkdir: bool = False, offer_mkdir: bool = False) -> None:
+    """Before any work: `path` can name a new output file. DoctorError (exit 2) otherwise.
+    offer_mkdir: the command has --mkdir, so the error can suggest it."""
     path = Path(path)
     if path.is_dir():
         raise DoctorError(f"{flag} {path}: is a directory (give a file name, e.g. {path / 'report.md'})",
                           exitcodes.USAGE)
-    check_output_dir(path.parent, flag, mkdir)
+    check_output_dir(path.parent, flag, mkdir, offer_mkdir)
 
 
-def check_output_dir(folder: Path, flag: str, mkdir: bool = False) -> None:
+def check_output_dir(folder: Path, flag: str, mkdir: bool = False, offer_mkdir: bool = False) -> None:
     folder = Path(folder)
     if folder.is_dir():
         return
     if folder.exists() or folder.is_symlink():
         raise DoctorError(f"{flag}: {folder} is not a folder", exitcodes.USAGE)
     if not mkdir:
-        raise DoctorError(f"{flag}: folder {folder} does not exist (create it, or add --mkdir)",
-                          exitcodes.USAGE)
+        hint = "create it, or add --mkdir" if offer_mkdir else "create it first"
+        raise DoctorError(f"{flag}: folder {folder} does not exist ({hint})", exitcodes.USAGE)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

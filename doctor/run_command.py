@@ -152,11 +152,11 @@ def run_doctor(config: Optional[Path], facts_path: Optional[Path], save_facts: O
 
     # output paths first, before any work: one line and exit 2, not a lost report at the end
     if markdown is not None:
-        check_output_file(markdown, "--markdown", mkdir)
+        check_output_file(markdown, "--markdown", mkdir, offer_mkdir=True)
     if save_facts is not None:
-        check_output_file(save_facts, "--save-facts", mkdir)
+        check_output_file(save_facts, "--save-facts", mkdir, offer_mkdir=True)
     if out_dir is not None:
-        check_output_dir(out_dir, "--out", mkdir)
+        check_output_dir(out_dir, "--out", mkdir, offer_mkdir=True)
     if only:
         from checks import all_checks
 
