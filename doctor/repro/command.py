@@ -41,11 +41,12 @@ def preflight_check(cfg, model_size: str, device: str, backend: str, steps: int)
 
 
 def announce(plan) -> None:
-    from doctor.repro.preflight import human_duration
+    from doctor.repro.preflight import BUSY_FACTOR, human_duration
 
-    sys.stderr.write(f"repro: expect about {human_duration(plan.seconds)} on the {plan.device.upper()} "
-                     f"(start-up + steps of ~{human_duration(plan.step_s)}; a rough estimate from "
-                     "benchmarks/repro.md, longer on a busy machine). Ctrl-C stops it cleanly.\n")
+    sys.stderr.write(f"repro: expect {human_duration(plan.seconds)} to {human_duration(plan.seconds * BUSY_FACTOR)} "
+                     f"on the {plan.device.upper()} (start-up, then steps of ~{human_duration(plan.step_s)}; "
+                     "a rough estimate from benchmarks/repro.md, the longer one on a busy machine). "
+                     "Ctrl-C stops it cleanly.\n")
     sys.stderr.flush()
 
 

@@ -22,7 +22,10 @@ STACK = ("torch", "transformers", "peft", "trl", "datasets")   # torch + the [tr
 CPU_TOKENS_PER_S = 20_000              # tiny model, benchmarks/repro.md (16,384 tokens in 0.82 s)
 CPU_PARAM_TOKENS_PER_S = 1.0e10        # past the tiny model: fp32 training on a few cores
 GPU_PARAM_TOKENS_PER_S = 7.5e13        # 8.0e9 params x 16,384 tokens / 1.74 s (H100, Unsloth 4-bit)
-STARTUP_S = {"cpu": 10.0, "gpu": 60.0}  # imports + model build (+ compile on the first GPU step)
+# imports, model build, trainer set-up (+ compile on the first GPU step): the reference config on
+# CPU took ~60 s wall for 20 steps of 0.82 s in benchmarks/repro.md
+STARTUP_S = {"cpu": 40.0, "gpu": 60.0}
+BUSY_FACTOR = 3                        # the issue measured 4-6 min for that run on a loaded laptop
 RAM_MARGIN = 1.25                      # weights, plus LoRA/optimizer/activations on top
 
 
