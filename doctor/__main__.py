@@ -1,4 +1,4 @@
-from doctor.cli import main
+from doctor.entry import main
 
 if __name__ == "__main__":
     main()

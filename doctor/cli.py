@@ -24,16 +24,44 @@ app = typer.Typer(
          "hangs or runs out of memory on this machine.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,   # plain help: rich panels cut ids, paths and defaults with "…" at 80 columns
     add_completion=False,
 )
 
 
+def _sigterm_as_interrupt(signum, frame):
+    raise exitcodes.Terminated   # SIGTERM like Ctrl-C: the command stops its children, keeps its outputs
+
+
+def _command_signals():
+    """While a command runs: SIGINT and SIGTERM raise KeyboardInterrupt (handled below). Returns
+    the handlers to restore, or None off the main thread, where signals cannot be set."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler)}
+    if hasattr(signal, "SIGTERM"):
+        previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    return previous
+
+
 def handles_errors(fn):
-    """DoctorError -> one line + its exit code; Ctrl-C -> 130; anything else -> one line + 70."""
+    """DoctorError -> one line + its exit code; Ctrl-C or SIGTERM -> 130; a closed output pipe ->
+    141, quietly; anything else -> one line + 70."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        import signal
+
+        previous = _command_signals()
         try:
             code = fn(*args, **kwargs)
+        except BrokenPipeError:
+            from doctor.entry import silence_broken_pipe
+
+            silence_broken_pipe()
+            raise typer.Exit(exitcodes.BROKEN_PIPE)
         except DoctorError as exc:
             typer.echo(f"doctor: error: {exc.message}", err=True)
             raise typer.Exit(exc.exit_code)
@@ -48,6 +76,9 @@ def handles_errors(fn):
             typer.echo(f"doctor: internal error: {type(exc).__name__}: {exc} "
                        "(set DOCTOR_DEBUG=1 for the traceback, and please report it)", err=True)
             raise typer.Exit(exitcodes.INTERNAL)
+        finally:
+            for signum, handler in (previous or {}).items():
+                signal.signal(signum, handler)
         raise typer.Exit(code or 0)
     return wrapper
 
@@ -76,6 +107,7 @@ def run(
     out: Annotated[Optional[Path], typer.Option("--out", help="Folder for the patched config (default: beside the config).")] = None,
     gpu: Annotated[Optional[str], typer.Option("--gpu", help='What-if: estimate for this GPU instead of the local one, e.g. "RTX 2080 Ti".')] = None,
     only: Annotated[Optional[List[str]], typer.Option("--check", help="Run only this check id (repeatable). See `doctor checks`.")] = None,
+    mkdir: Annotated[bool, typer.Option("--mkdir", help="Create the --out / --markdown / --save-facts folders when missing.")] = False,
     overrides: ConfigOverrides = None,
     log: Annotated[Optional[List[Path]], typer.Option("--log", help="A training log or pasted traceback to match against known messages (repeatable; last 2 MiB read).")] = None,
 ) -> int:
@@ -83,7 +115,8 @@ def run(
     from doctor.run_command import run_doctor
 
     return run_doctor(config=config, facts_path=facts, save_facts=save_facts, json_out=json_out,
-                      markdown=markdown, out_dir=out, gpu=gpu, only=only, overrides=overrides, logs=log)
+                      markdown=markdown, out_dir=out, gpu=gpu, only=only, overrides=overrides, logs=log,
+                      mkdir=mkdir)
 
 
 @app.command("checks")
@@ -109,7 +142,9 @@ _register_commands()
 
 
 def main() -> None:
-    app()
+    from doctor.entry import main as entry_main
+
+    entry_main()
 
 
 if __name__ == "__main__":

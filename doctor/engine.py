@@ -22,15 +22,20 @@ def run_checks(facts: Facts, config: Optional[TrainingConfig] = None,
         if spec.needs_config and config is None:
             continue
         try:
-            produced = spec.fn(facts, config) or []
+            produced = list(spec.fn(facts, config) or [])
+            stray = next((f for f in produced if not isinstance(f, Finding)), None)
+            if stray is not None:
+                raise TypeError(f"returned {type(stray).__name__}, not a Finding")
         except Exception as exc:  # a broken check must not take the others down
             tb = traceback.extract_tb(exc.__traceback__)
             where = f"{tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno}" if tb else "?"
             produced = [Finding(
                 id="doctor.check-crashed",
-                severity=Severity.WARNING,
-                title=f"check '{spec.id}' crashed: {type(exc).__name__}: {exc}",
-                why="A doctor check failed on these facts, so what it looks for was not checked.",
+                # an error, so the exit code is non-zero: "no problems found" would be a guess
+                severity=Severity.ERROR,
+                title=f"check '{spec.id}' crashed: {type(exc).__name__}: {str(exc)[:200]}",
+                why="A doctor check failed on these facts, so what it looks for was not checked, "
+                    "and this report cannot say the machine is healthy.",
                 remediation="Please report this with `doctor bundle`; the other checks still ran.",
                 evidence={"check": spec.id, "at": where},
                 confidence=1.0,

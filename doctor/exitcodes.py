@@ -11,7 +11,8 @@ PYSPY_MISSING = 7       # attach: no py-spy binary found
 CONFIG_INVALID = 8      # a training script/YAML/JSON that cannot be read or parsed
 FACTS_INVALID = 9       # a --facts file or bundle that cannot be read
 INTERNAL = 70           # a bug in the doctor itself (one line, traceback with DOCTOR_DEBUG=1)
-INTERRUPTED = 130       # Ctrl-C
+INTERRUPTED = 130       # Ctrl-C or SIGTERM
+BROKEN_PIPE = 141       # the reader of stdout closed it early (`doctor checks --json | head`): quiet
 
 MEANINGS = {
     OK: "healthy: no error or critical findings",
@@ -25,7 +26,8 @@ MEANINGS = {
     CONFIG_INVALID: "the training script or config could not be parsed",
     FACTS_INVALID: "the facts file or bundle could not be read",
     INTERNAL: "internal error in the doctor",
-    INTERRUPTED: "interrupted",
+    INTERRUPTED: "interrupted (Ctrl-C or SIGTERM)",
+    BROKEN_PIPE: "the output pipe was closed by its reader",
 }
 
 
@@ -36,3 +38,7 @@ class DoctorError(Exception):
         super().__init__(message)
         self.message = message
         self.exit_code = exit_code
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C (so every cleanup path runs) but telling which signal it was."""

@@ -180,6 +180,90 @@ class Facts(JsonRecord):
             data = data["facts"]
         return from_jsonable(cls, data)
 
+    @classmethod
+    def from_dict_checked(cls, data) -> "Facts":
+        """from_dict for files from outside (--facts, a bundle): a facts object of a schema this
+        doctor reads, every field of its declared type; ValueError with one line otherwise."""
+        if isinstance(data, dict) and "facts" in data and "platform" not in data:
+            if not isinstance(data["facts"], dict):
+                raise ValueError("a report without facts (only `doctor run --json` carries them), "
+                                 "not a facts file")
+            data = data["facts"]
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a facts JSON object, got {type(data).__name__}")
+        version = data.get("schema_version")
+        if "platform" not in data or "schema_version" not in data:
+            raise ValueError("not a facts file (no schema_version and platform: save one with "
+                             "`doctor run --save-facts FILE`)")
+        if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= FACTS_SCHEMA_VERSION:
+            raise ValueError(f"facts schema_version {version!r} is not supported: this doctor reads "
+                             f"version {FACTS_SCHEMA_VERSION}" + (" (upgrade the doctor)" if isinstance(version, int)
+                                                                  and version > FACTS_SCHEMA_VERSION else ""))
+        problem = shape_problem(cls, data, "facts")
+        if problem:
+            raise ValueError(problem)
+        return cls.from_dict(data)
+
+
+def shape_problem(tp, value, where: str) -> Optional[str]:
+    """The first place where a JSON value does not have the type the dataclass field declares
+    ('facts.env: expected an object, got list'), or None. Unknown keys are allowed (a newer
+    doctor's facts). Recurses only along the declared types, so a few levels deep."""
+    import dataclasses
+    import typing
+
+    from doctor.serde import _hints
+
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if value is None:   # only where the field is Optional: checks read `facts.nvidia.gpus` freely
+        optional = tp is typing.Any or (origin is typing.Union and type(None) in args)
+        return None if optional else f"{where}: must not be null"
+    if origin is typing.Union:
+        options = [a for a in args if a is not type(None)]
+        problems = [shape_problem(a, value, where) for a in options]
+        return None if any(p is None for p in problems) else problems[0]
+    names = {dict: "an object", list: "a list", str: "a string", int: "an integer", float: "a number",
+             bool: "true or false"}
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            return f"{where}: expected an object, got {type(value).__name__}"
+        hints = _hints(tp)
+        for f in dataclasses.fields(tp):
+            if f.name in value:
+                problem = shape_problem(hints[f.name], value[f.name], f"{where}.{f.name}")
+                if problem:
+                    return problem
+        return None
+    if origin in (list, tuple):
+        if not isinstance(value, list):
+            return f"{where}: expected a list, got {type(value).__name__}"
+        item = args[0] if args else typing.Any
+        for i, v in enumerate(value):
+            problem = shape_problem(item, v, f"{where}[{i}]")
+            if problem:
+                return problem
+        return None
+    if origin is dict:
+        if not isinstance(value, dict):
+            return f"{where}: expected an object, got {type(value).__name__}"
+        item = args[1] if len(args) == 2 else typing.Any
+        for k, v in value.items():
+            problem = shape_problem(item, v, f"{where}.{k}")
+            if problem:
+                return problem
+        return None
+    if tp in (int, float, str, bool):
+        ok = (isinstance(value, bool) if tp is bool
+              else isinstance(value, (int, float)) and not isinstance(value, bool) if tp is float
+              else isinstance(value, int) and not isinstance(value, bool) if tp is int
+              else isinstance(value, str))
+        if not ok:
+            return f"{where}: expected {names[tp]}, got {type(value).__name__}"
+        if tp in (int, float) and not abs(value) < 2.0 ** 64:   # also NaN and infinity
+            return f"{where}: {value!r} is out of range"
+        return None
+    return None
+
 
 def canonical_name(name: str) -> str:
     """PEP 503 normalisation: 'Unsloth_Zoo' -> 'unsloth-zoo'."""

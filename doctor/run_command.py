@@ -10,6 +10,7 @@ from doctor import exitcodes
 from doctor.config.flags import ConfigOverrides
 from doctor.exitcodes import DoctorError
 from doctor.facts import Facts
+from doctor.findings import Finding, Severity, rank
 from doctor.report.envelope import Report
 
 
@@ -17,14 +18,23 @@ def load_facts(path: Path) -> Facts:
     """Facts from a saved facts JSON, a report envelope, or a bundle archive."""
     if not path.exists():
         raise DoctorError(f"facts file not found: {path}", exitcodes.FACTS_INVALID)
+    if path.is_dir():
+        raise DoctorError(f"--facts {path}: is a directory (expected a facts .json or a bundle .zip)",
+                          exitcodes.FACTS_INVALID)
     if path.suffix in (".zip", ".gz", ".tgz") or path.name.endswith(".tar.gz"):
         from doctor.bundle.archive import read_bundle_facts
 
         return read_bundle_facts(path)
+    from doctor import limits
+    from doctor.config.loader import read_limited_text
+    from doctor.config.structured import load_json_value
+
+    text = read_limited_text(path, limits.MAX_FACTS_BYTES, "facts", exitcodes.FACTS_INVALID, max_line=None)
+    data = load_json_value(text, str(path), exitcodes.FACTS_INVALID)
     try:
-        return Facts.from_dict(json.loads(path.read_text()))
-    except (ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
-        raise DoctorError(f"cannot read facts from {path}: {exc}", exitcodes.FACTS_INVALID)
+        return Facts.from_dict_checked(data)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise DoctorError(f"{path}: {exc}", exitcodes.FACTS_INVALID)
 
 
 def obtain_facts(facts_path: Optional[Path]) -> Facts:
@@ -60,6 +70,8 @@ def build_report(facts: Facts, config=None, gpu: Optional[str] = None, only=None
             from doctor.config.patcher import write_patched
 
             patch = write_patched(config, findings, out_dir)
+            if patch is not None and patch.write_error:
+                findings = rank(findings + [patch_not_written(patch)])
             if patch is not None and est is not None:
                 patch.vram_after = vram_after_patch(facts, config, patch)
             if patch is not None:
@@ -67,6 +79,21 @@ def build_report(facts: Facts, config=None, gpu: Optional[str] = None, only=None
                 term_sections.append(lambda console, p=patch: p.render_terminal(console))
                 md_sections.append(patch.render_markdown())
     return Report(command=command, findings=findings, facts=facts, sections=sections), term_sections, md_sections
+
+
+def patch_not_written(patch) -> Finding:
+    """The patched copy could not be written: a finding, so the report (and its diff) still prints."""
+    return Finding(
+        id="doctor.patch-not-written",
+        severity=Severity.ERROR if patch.internal else Severity.WARNING,
+        title="the patched config was not written",
+        why=patch.write_error,
+        remediation=("Please report this with `doctor bundle`; the findings above still apply." if patch.internal
+                     else "Apply the diff in this report by hand, or run again with --out DIR "
+                          "(an existing, writable folder; add --mkdir to create it)."),
+        evidence={"source": patch.source},
+        confidence=1.0,
+    )
 
 
 def vram_after_patch(facts: Facts, config, patch) -> Optional[str]:
@@ -97,19 +124,39 @@ def emit(report: Report, term_sections, md_sections, json_out: bool, markdown: O
     from doctor.report.markdown import render_markdown
     from doctor.report.terminal import make_console, render_report
 
-    if markdown is not None:
-        markdown.parent.mkdir(parents=True, exist_ok=True)
-        markdown.write_text(render_markdown(report, md_sections, title=title or ""))
+    from doctor.outputs import check_output_file, write_new_file
+
+    text = render_markdown(report, md_sections, title=title or "") if markdown is not None else None
+    # the report first: a Markdown file that cannot be written must not take it down with it
     if json_out:
         sys.stdout.write(json.dumps(report.to_dict(), indent=2, default=str) + "\n")
     else:
         render_report(report, make_console(), term_sections, title=title)
+    if markdown is not None:
+        try:
+            check_output_file(markdown, "--markdown")
+            written = write_new_file(markdown, text)
+        except (DoctorError, OSError) as exc:
+            why = exc.message if isinstance(exc, DoctorError) else f"cannot write {markdown}: {exc.strerror or exc}"
+            sys.stderr.write(f"doctor: error: {why} (the report above is complete)\n")
+            return report.code or exitcodes.USAGE
+        if written != markdown:
+            sys.stderr.write(f"doctor: {markdown} exists and was left alone: Markdown report written to {written}\n")
     return report.code
 
 
 def run_doctor(config: Optional[Path], facts_path: Optional[Path], save_facts: Optional[Path],
                json_out: bool, markdown: Optional[Path], out_dir: Optional[Path], gpu: Optional[str],
-               only, overrides: Optional[ConfigOverrides], logs=None) -> int:
+               only, overrides: Optional[ConfigOverrides], logs=None, mkdir: bool = False) -> int:
+    from doctor.outputs import check_output_dir, check_output_file
+
+    # output paths first, before any work: one line and exit 2, not a lost report at the end
+    if markdown is not None:
+        check_output_file(markdown, "--markdown", mkdir, offer_mkdir=True)
+    if save_facts is not None:
+        check_output_file(save_facts, "--save-facts", mkdir, offer_mkdir=True)
+    if out_dir is not None:
+        check_output_dir(out_dir, "--out", mkdir, offer_mkdir=True)
     if only:
         from checks import all_checks
 
@@ -128,10 +175,22 @@ def run_doctor(config: Optional[Path], facts_path: Optional[Path], save_facts: O
     facts = obtain_facts(facts_path)
     apply_logs(facts, logs)
     if save_facts is not None:
-        save_facts.parent.mkdir(parents=True, exist_ok=True)
-        facts.save(save_facts)
+        save_new_facts(facts, save_facts)
     report, term, md = build_report(facts, cfg, gpu=gpu, only=only, out_dir=out_dir)
     return emit(report, term, md, json_out, markdown)
+
+
+def save_new_facts(facts: Facts, path: Path) -> Path:
+    """--save-facts: a new file (an existing name is left alone and the next free one used)."""
+    from doctor.outputs import write_new_file
+
+    try:
+        written = write_new_file(path, json.dumps(facts.to_dict(), indent=1, sort_keys=True) + "\n")
+    except OSError as exc:
+        raise DoctorError(f"--save-facts: cannot write {path}: {exc.strerror or exc}", exitcodes.USAGE)
+    if written != path:
+        sys.stderr.write(f"doctor: {path} exists and was left alone: facts written to {written}\n")
+    return written
 
 
 def list_checks(json_out: bool) -> int:
@@ -146,10 +205,13 @@ def list_checks(json_out: bool) -> int:
 
     from doctor.report.terminal import make_console
 
+    # ids are what people copy into --check and issue reports: never cut or folded; the prose
+    # column takes what is left
     t = Table(show_header=True, header_style="bold", box=None)
-    t.add_column("check")
-    t.add_column("what it looks at")
-    t.add_column("findings", style="dim")
+    t.add_column("check", no_wrap=True, min_width=max(len(c.id) for c in specs))
+    t.add_column("what it looks at", ratio=1, min_width=12, overflow="fold")
+    t.add_column("findings", style="dim", no_wrap=True,
+                 min_width=max((len(i) for c in specs for i in c.finding_ids), default=8))
     for c in specs:
         t.add_row(c.id, c.title + (" (needs a config)" if c.needs_config else ""), "\n".join(c.finding_ids))
     console = make_console()

@@ -88,7 +88,7 @@ def test_analyze_runs_todays_checks_offline(tmp_path):
 def test_round_trip_bundle_here_analyze_elsewhere(tmp_path):
     """Probe this machine twice (doctor run, doctor bundle): the copy analysed elsewhere must give
     the finding ids doctor run gave here."""
-    res = runner.invoke(app, ["run", str(EXAMPLE), "--json", "--out", str(tmp_path / "patch")])
+    res = runner.invoke(app, ["run", str(EXAMPLE), "--json", "--out", str(tmp_path / "patch"), "--mkdir"])
     here = [f["id"] for f in json.loads(res.stdout)["findings"]]
     made = tmp_path / "made" / "doctor-bundle-rt.zip"
     res = runner.invoke(app, ["bundle", "--config", str(EXAMPLE), "--out", str(made)])

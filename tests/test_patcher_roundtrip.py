@@ -15,12 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from doctor import exitcodes
 from doctor.config.flags import ConfigOverrides
 from doctor.config.loader import load_config
 from doctor.config.patcher import _Request, patch_text, write_patched
 from doctor.config.python_parser import parse_python
-from doctor.exitcodes import DoctorError
 from doctor.findings import ConfigChange, Finding, Severity
 from tests.vram_helpers import CORPUS, REFERENCE
 
@@ -256,12 +254,14 @@ def test_out_dir_flags_and_refusals(tmp_path):
     assert write_patched(load_config(src, ConfigOverrides(batch_size=2)), [], tmp_path / "r2") is None
     # flags-only configs have no file to patch
     assert write_patched(load_config(None, ConfigOverrides(model="x", batch_size=1)), [], tmp_path) is None
-    # a target that is a link to the original is refused
+    # a target that is a link to the original is never written through: the next free name is used
     (tmp_path / "evil").mkdir()
-    os.symlink(src, tmp_path / "evil" / "train_unsloth_llama31_8b.patched.py")
-    with pytest.raises(DoctorError) as err:
-        write_patched(cfg, [], tmp_path / "evil")
-    assert err.value.exit_code == exitcodes.USAGE and src.read_text() == REFERENCE.read_text()
+    link = tmp_path / "evil" / "train_unsloth_llama31_8b.patched.py"
+    os.symlink(src, link)
+    res = write_patched(cfg, [], tmp_path / "evil")
+    assert src.read_text() == REFERENCE.read_text() and os.path.islink(link)
+    assert res.path == str(tmp_path / "evil" / "train_unsloth_llama31_8b.patched-2.py")
+    assert res.wanted_path == str(link) and f"+++ {res.path}" in res.diff
 
 
 def test_conflicting_changes_keep_the_higher_ranked(tmp_path):
@@ -277,9 +277,10 @@ def test_a_patch_that_would_not_parse_is_not_written(tmp_path, monkeypatch):
     from doctor.config import patch_python
 
     monkeypatch.setattr(patch_python, "py_literal", lambda value, like="": "(((")
-    with pytest.raises(DoctorError) as err:
-        write_patched(load_config(src), [finding("x", ("seed", 1))], None)
-    assert err.value.exit_code == exitcodes.INTERNAL and "would not parse" in err.value.message
+    res = write_patched(load_config(src), [finding("x", ("seed", 1))], None)
+    # not an exit 70 that loses the report: a doctor bug the report carries (run_command makes it
+    # an error finding, doctor.patch-not-written)
+    assert res.path is None and res.internal and "would not parse" in res.write_error
     assert not (tmp_path / "train_unsloth_llama31_8b.patched.py").exists()
 
 

@@ -94,7 +94,7 @@ def test_run_writes_the_patched_copy(tmp_path):
     """README's main command on the reference case: findings, the VRAM section, a patched copy in --out."""
     out = tmp_path / "reports"
     before = REFERENCE.read_text()
-    r = invoke("run", REFERENCE, "--facts", SNAPSHOT, "--out", out, "--batch-size", "1", "--json")
+    r = invoke("run", REFERENCE, "--facts", SNAPSHOT, "--out", out, "--mkdir", "--batch-size", "1", "--json")
     assert r.exit_code in (exitcodes.OK, exitcodes.UNHEALTHY), r.output
     sections = json.loads(r.stdout)["sections"]
     assert sections["vram"]["verdict"] in ("fits", "tight") and sections["config"]["per_device_train_batch_size"] == 1

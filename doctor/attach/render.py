@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from doctor.attach.model import AttachReport, ProcessView, ThreadView
-from doctor.report.markdown import md_escape_cell
+from doctor.report.markdown import code_span, md_escape_cell
 
 MAX_THREADS = 12             # per process; torch processes can have dozens of Python threads
 
@@ -159,23 +159,25 @@ def terminal_section(report: AttachReport):
 
 
 def markdown_section(report: AttachReport) -> str:
-    lines = ["### Process tree", "", f"Situation: **{report.situation}**, primary cause `{report.cause}`.", ""]
+    lines = ["### Process tree", "", f"Situation: **{md_escape_cell(report.situation)}**, primary cause "
+             f"{code_span(report.cause)}.", ""]
     lines += [f"- {md_escape_cell(g)}" for g in gpu_lines(report)] + [""]
     if report.ranks:
         lines += rank_table_markdown(report.ranks)
     for p in report.processes:
-        lines.append(f"- **{md_escape_cell(_proc_head(p))}**: `{md_escape_cell(p.cmdline[:160])}`")
+        lines.append(f"- **{md_escape_cell(_proc_head(p))}**: {code_span(p.cmdline[:160])}")
         if p.skipped:
-            lines.append(f"  - skipped: {p.skipped}")
+            lines.append(f"  - skipped: {md_escape_cell(p.skipped)}")
             continue
         if p.where:
-            lines.append(f"  - main thread {md_escape_cell(p.where)}" + (f" → `{p.cause}`" if p.cause else ""))
+            lines.append(f"  - main thread {code_span(p.where)}" + (f" → {code_span(p.cause)}" if p.cause else ""))
         if p.threads:
             lines += ["", "  | thread | state | CPU | innermost frames |", "  |---|---|---|---|"]
             for th in _threads(p):
                 cpu = f"{th.cpu_percent:.0f}%" if th.cpu_percent is not None else ""
-                frames = " ← ".join(th.key_frames[:2]) or "?"
-                lines.append(f"  | {md_escape_cell(th.name or th.tid)} | {_flags(th)} | {cpu} | {md_escape_cell(frames)} |")
+                # frames are code (`<module>`, `__call__`): code spans, or GitHub eats them as HTML/emphasis
+                frames = " ← ".join(code_span(fr, table=True) for fr in th.key_frames[:2]) or "?"
+                lines.append(f"  | {md_escape_cell(th.name or th.tid)} | {_flags(th)} | {cpu} | {frames} |")
             lines.append("")
     if report.errors:
         lines += ["", "Notes:"] + [f"- {md_escape_cell(e)}" for e in report.errors]

@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import lzma
 import os
 import tarfile
 import zipfile
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from doctor import __version__, exitcodes
+from doctor import __version__, exitcodes, limits
 from doctor.bundle.redact import Redactor, portable_name
 from doctor.exitcodes import DoctorError
 from doctor.facts import Facts
+from doctor.limits import MAX_MEMBER_BYTES   # what a reader accepts per member
 
 BUNDLE_FORMAT = 1
 MANIFEST = "manifest.json"
@@ -29,7 +32,6 @@ FACTS = "facts.json"
 CONFIG_DIR = "config/"
 CONFIG_JSON = "config/config.json"          # the parsed TrainingConfig
 CONFIG_OVERRIDES = "config/overrides.json"  # command-line overrides it was parsed with
-MAX_MEMBER_BYTES = 64 * 1024 * 1024         # what a reader accepts per member (zip bombs)
 
 
 @dataclass
@@ -158,10 +160,9 @@ class BundleContents:
         text = self.text(name)
         if text is None:
             return None
-        try:
-            return json.loads(text)
-        except ValueError as exc:
-            raise DoctorError(f"bundle {self.path.name}: {name} is not valid JSON: {exc}", exitcodes.FACTS_INVALID)
+        from doctor.config.structured import load_json_value
+
+        return load_json_value(text, f"bundle {self.path.name}: {name}", exitcodes.FACTS_INVALID)
 
     @property
     def manifest(self) -> dict:
@@ -173,7 +174,7 @@ class BundleContents:
             raise DoctorError(f"bundle {self.path.name} has no {FACTS}: is it a doctor bundle?",
                               exitcodes.FACTS_INVALID)
         try:
-            return Facts.from_dict(data)
+            return Facts.from_dict_checked(data)
         except (ValueError, TypeError, KeyError) as exc:
             raise DoctorError(f"bundle {self.path.name}: cannot read {FACTS}: {exc}", exitcodes.FACTS_INVALID)
 
@@ -198,42 +199,123 @@ def _normalise(names: list[str]) -> dict[str, str]:
 
 
 def open_bundle(path: Path) -> BundleContents:
-    """Read a bundle (.zip, or .tar.gz/.tgz if someone re-packed it); DoctorError when unreadable."""
+    """Read a bundle (.zip, or .tar.gz/.tgz if someone re-packed it); DoctorError when unreadable
+    or past the stated limits (doctor/limits.py), checked from the archive's directory before a
+    byte is decompressed, and again while reading (a directory can lie about sizes)."""
     path = Path(path)
     if not path.exists():
         raise DoctorError(f"bundle not found: {path}", exitcodes.FACTS_INVALID)
+    if path.is_dir():
+        raise DoctorError(f"{path}: is a directory (expected a bundle .zip)", exitcodes.FACTS_INVALID)
     try:
+        size = path.stat().st_size
+        if size > limits.MAX_BUNDLE_BYTES:
+            raise DoctorError(f"{path}: {size:,} bytes, over the {limits.MAX_BUNDLE_BYTES:,}-byte limit "
+                              "for a bundle", exitcodes.FACTS_INVALID)
         if zipfile.is_zipfile(path):
             return BundleContents(path, _read_zip(path))
         if tarfile.is_tarfile(path):
             return BundleContents(path, _read_tar(path))
-    except (zipfile.BadZipFile, tarfile.TarError, OSError, EOFError, RuntimeError) as exc:
+    except (zipfile.BadZipFile, tarfile.TarError, OSError, EOFError, RuntimeError, ValueError,
+            NotImplementedError, zlib.error, lzma.LZMAError) as exc:
         raise DoctorError(f"cannot read bundle {path}: {exc}", exitcodes.FACTS_INVALID)
     raise DoctorError(f"{path} is not a doctor bundle (expected a .zip from `doctor bundle`)",
                       exitcodes.FACTS_INVALID)
 
 
+class _Budget:
+    """Uncompressed bytes left for the whole archive."""
+
+    def __init__(self, path: Path):
+        self.path, self.left = path, limits.MAX_BUNDLE_TOTAL_BYTES
+
+    def refuse(self, why: str) -> DoctorError:
+        return DoctorError(f"bundle {self.path.name}: {why} (refused: a zip bomb?)", exitcodes.FACTS_INVALID)
+
+    def members(self, n: int) -> None:
+        if n > limits.MAX_BUNDLE_MEMBERS:
+            raise self.refuse(f"{n:,} entries, over the limit of {limits.MAX_BUNDLE_MEMBERS:,}")
+
+    def take(self, name: str, declared: int, compressed: Optional[int] = None) -> None:
+        if declared > self.left:
+            raise self.refuse(f"more than {limits.MAX_BUNDLE_TOTAL_BYTES:,} bytes uncompressed")
+        if compressed is not None and declared > 1024 * 1024 and declared > limits.MAX_COMPRESSION_RATIO * max(compressed, 1):
+            raise self.refuse(f"{name} expands {declared // max(compressed, 1):,} times "
+                              f"(limit {limits.MAX_COMPRESSION_RATIO})")
+        self.left -= declared
+
+
+def _read_capped(fh, name: str, declared: int, budget: _Budget) -> bytes:
+    """Read at most what the directory declared: a member that inflates past it is refused."""
+    data = fh.read(declared + 1)
+    if len(data) > declared:
+        raise budget.refuse(f"{name} is larger than its declared size")
+    return data
+
+
 def _read_zip(path: Path) -> dict[str, bytes]:
+    budget = _Budget(path)
     with zipfile.ZipFile(path) as zf:
-        infos = {i.filename: i for i in zf.infolist() if not i.is_dir()}
+        entries = zf.infolist()
+        budget.members(len(entries))
+        infos = {i.filename: i for i in entries if not i.is_dir()}
         out = {}
         for arc, name in _normalise(list(infos)).items():
-            if infos[arc].file_size <= MAX_MEMBER_BYTES:
-                out[name] = zf.read(arc)
+            info = infos[arc]
+            if info.file_size > MAX_MEMBER_BYTES:
+                continue   # too big to be ours (the repro chart is KBs): skipped, not read
+            budget.take(arc, info.file_size, info.compress_size)
+            with zf.open(info) as fh:
+                out[name] = _read_capped(fh, arc, info.file_size, budget)
         return out
+
+
+class _CappedStream:
+    """A decompressed stream that stops (refused) past the archive budget: listing a compressed
+    tar decompresses all of it, so the cap must sit under tarfile, not beside it."""
+
+    def __init__(self, raw, budget: _Budget):
+        self.raw, self.budget, self.read_bytes = raw, budget, 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n if n is not None and n >= 0 else 1024 * 1024)
+        self.read_bytes += len(data)
+        if self.read_bytes > limits.MAX_BUNDLE_TOTAL_BYTES + 1024 * 1024:
+            raise self.budget.refuse(f"more than {limits.MAX_BUNDLE_TOTAL_BYTES:,} bytes uncompressed")
+        return data
+
+
+def _open_decompressed(path: Path):
+    import bz2
+    import gzip
+
+    with path.open("rb") as fh:
+        magic = fh.read(6)
+    if magic[:2] == b"\x1f\x8b":
+        return gzip.open(path, "rb")
+    if magic[:3] == b"BZh":
+        return bz2.open(path, "rb")
+    if magic == b"\xfd7zXZ\x00":
+        return lzma.open(path, "rb")
+    return path.open("rb")
 
 
 def _read_tar(path: Path) -> dict[str, bytes]:
-    with tarfile.open(path) as tf:
-        members = {m.name.lstrip("./"): m for m in tf.getmembers() if m.isfile()}
-        out = {}
-        for arc, name in _normalise(list(members)).items():
-            m = members[arc]
-            if m.size <= MAX_MEMBER_BYTES:
-                fh = tf.extractfile(m)
-                if fh is not None:
-                    out[name] = fh.read()
-        return out
+    budget = _Budget(path)
+    raw: dict[str, bytes] = {}
+    count = 0
+    with _open_decompressed(path) as stream, \
+            tarfile.open(fileobj=_CappedStream(stream, budget), mode="r|") as tf:
+        for m in tf:   # stream mode: each member's data is read as the iteration reaches it
+            count += 1
+            budget.members(count)
+            if not m.isfile() or m.size > MAX_MEMBER_BYTES:
+                continue
+            budget.take(m.name, m.size)
+            fh = tf.extractfile(m)
+            if fh is not None:
+                raw[m.name.lstrip("./")] = _read_capped(fh, m.name, m.size, budget)
+    return {name: raw[arc] for arc, name in _normalise(list(raw)).items()}
 
 
 def read_bundle_facts(path: Path) -> Facts:

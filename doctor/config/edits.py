@@ -5,7 +5,23 @@ they are applied from the end of the file backwards so earlier offsets stay vali
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+
+# The line breaks Python's tokenizer and ast count (str.splitlines also splits on \f, \v, \x1c ...,
+# which would put every position after a form feed on the wrong line).
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+def split_lines(source: str, keepends: bool = False) -> list[str]:
+    """source's lines as ast numbers them (line n is item n-1), in one linear pass."""
+    out, start = [], 0
+    for m in _LINE_END.finditer(source):
+        out.append(source[start:m.end() if keepends else m.start()])
+        start = m.end()
+    if start < len(source):
+        out.append(source[start:])
+    return out
 
 
 @dataclass
@@ -23,7 +39,7 @@ class TextEdits:
 
     def __post_init__(self):
         self._starts = [0]
-        for line in self.source.splitlines(keepends=True):
+        for line in split_lines(self.source, keepends=True):
             self._starts.append(self._starts[-1] + len(line))
 
     @property

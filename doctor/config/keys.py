@@ -102,16 +102,21 @@ def coerce(field: str, value: Any) -> Any:
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            return int(value.strip())
+        text = value.strip() if isinstance(value, str) else ""
+        digits = text[1:] if text[:1] == "-" else text
+        # ASCII digits only ("²".isdigit() is True, int("²") fails), and few of them
+        if digits.isascii() and digits.isdigit() and len(digits) <= 30:
+            return int(text)
         raise Unresolvable(value)
     if kind == "float":
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
         try:
-            return float(str(value))
-        except ValueError:
-            raise Unresolvable(value)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return float(value)
+            if isinstance(value, str) and len(value) <= 64:
+                return float(value)
+        except (ValueError, OverflowError):
+            pass
+        raise Unresolvable(value)
     if kind == "bool":
         return _as_bool(value)
     if kind == "gc":

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from doctor import exitcodes
+from doctor import exitcodes, limits
 from doctor.config import keys
 from doctor.config.flags import ConfigOverrides
 from doctor.config.model import TrainingConfig
@@ -41,12 +41,7 @@ def read_config_file(path: Path) -> TrainingConfig:
         raise DoctorError(f"config not found: {path}", exitcodes.CONFIG_INVALID)
     if not path.is_file():
         raise DoctorError(f"{path}: not a file", exitcodes.CONFIG_INVALID)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DoctorError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})", exitcodes.CONFIG_INVALID)
-    except OSError as exc:
-        raise DoctorError(f"cannot read {path}: {exc.strerror or exc}", exitcodes.CONFIG_INVALID)
+    text = read_limited_text(path, limits.MAX_CONFIG_BYTES, "config", exitcodes.CONFIG_INVALID)
     if kind == "python":
         from doctor.config.python_parser import parse_python
 
@@ -54,6 +49,33 @@ def read_config_file(path: Path) -> TrainingConfig:
     from doctor.config import structured
 
     return structured.parse_yaml(text, str(path)) if kind == "yaml" else structured.parse_json(text, str(path))
+
+
+def read_limited_text(path: Path, max_bytes: int, what: str, exit_code: int,
+                      max_line: Optional[int] = limits.MAX_LINE_CHARS) -> str:
+    """A UTF-8 text file within the stated size and line-length limits, checked before parsing;
+    DoctorError (one line, `exit_code`) otherwise."""
+    if not path.is_file():   # a FIFO or /dev/stdin would block the read forever; a device never ends
+        raise DoctorError(f"{path}: not a regular file", exit_code)
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise DoctorError(f"{path}: {size:,} bytes, over the {max_bytes:,}-byte limit for a {what} file",
+                              exit_code)
+        with path.open("rb") as fh:   # a file that grew since stat, or a pipe: read one byte past
+            data = fh.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise DoctorError(f"{path}: over the {max_bytes:,}-byte limit for a {what} file", exit_code)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DoctorError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})", exit_code)
+    except OSError as exc:
+        raise DoctorError(f"cannot read {path}: {exc.strerror or exc}", exit_code)
+    lineno, length = limits.longest_line(text) if max_line is not None else (0, 0)
+    if max_line is not None and length > max_line:
+        raise DoctorError(f"{path}:{lineno}: a line of {length:,} characters, over the "
+                          f"{max_line:,}-character limit", exit_code)
+    return text
 
 
 def apply_overrides(cfg: TrainingConfig, ov: ConfigOverrides) -> TrainingConfig:
@@ -105,6 +127,9 @@ def load_config(path: Optional[Path], overrides: Optional[ConfigOverrides] = Non
         apply_overrides(cfg, overrides)
     if path is None and cfg.framework is None:
         cfg.framework = "transformers"
+    from doctor.config.validate import validate_config
+
+    validate_config(cfg)
     if resolve_shape:
         attach_shape(cfg)
     return cfg

@@ -10,8 +10,8 @@ import tokenize
 from typing import Any, Optional
 
 from doctor.config import keys
-from doctor.config.edits import TextEdits, indent_of
-from doctor.config.python_parser import Analysis, CallSite, Site, analyze, char_col
+from doctor.config.edits import TextEdits, indent_of, split_lines
+from doctor.config.python_parser import Analysis, CallSite, Site, analyze, char_col, source_segment
 
 
 def comment_safe_lines(source: str) -> set[int]:
@@ -24,7 +24,7 @@ def comment_safe_lines(source: str) -> set[int]:
                 unsafe.update(range(tok.start[0], tok.end[0]))
     except (tokenize.TokenError, IndentationError, SyntaxError):
         return set()
-    for i, line in enumerate(source.splitlines(), 1):
+    for i, line in enumerate(split_lines(source), 1):
         if line.rstrip().endswith("\\"):
             unsafe.add(i)
     return set(range(1, n + 1)) - unsafe
@@ -180,4 +180,4 @@ class PythonPatcher:
 
 
 def ast_text(an: Analysis, node) -> str:
-    return ast.get_source_segment(an.source, node) or ""
+    return source_segment(an.lines, node)

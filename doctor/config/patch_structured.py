@@ -33,7 +33,9 @@ class YamlPatcher:
         self.style = style
         self.ed = TextEdits(source)
         self.keys: dict[str, tuple] = {}     # key -> (key node, value node)
-        root = yaml.compose(source, Loader=yaml.SafeLoader)
+        from doctor.config.structured import safe_loader
+
+        root = yaml.compose(source, Loader=safe_loader())
         if isinstance(root, yaml.MappingNode):
             for k, v in root.value:
                 if isinstance(k, yaml.ScalarNode):

@@ -7,7 +7,6 @@ step-11 hang were already the notebook's defaults)."""
 from __future__ import annotations
 
 import difflib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -44,9 +43,13 @@ class PatchResult:
     changes: list[Change] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     vram_after: Optional[str] = None     # one line: the VRAM estimate with these changes applied
+    write_error: Optional[str] = None    # why the copy could not be written (the diff still shows it)
+    wanted_path: Optional[str] = None    # the usual name, when it was taken and another was used
+    internal: bool = False               # write_error is a doctor bug (the patch would not parse)
 
     def to_dict(self) -> dict:
         return {"source": self.source, "path": self.path, "diff": self.diff, "vram_after": self.vram_after,
+                "write_error": self.write_error, "wanted_path": self.wanted_path,
                 "changes": [{"setting": c.setting, "old": c.old, "new": c.new, "finding": c.finding,
                              "reason": c.reason} for c in self.changes],
                 "skipped": [{"setting": s.setting, "value": s.value, "finding": s.finding, "why": s.why}
@@ -57,13 +60,17 @@ class PatchResult:
                 for c in self.changes]
 
     def render_terminal(self, console) -> None:
-        from rich.syntax import Syntax
         from rich.text import Text
 
         if self.path:
             console.print(Text("Patched config: ", style="bold") + Text(self.path, style="bold green")
                           + Text(f"  ({len(self.changes)} change{'s' if len(self.changes) != 1 else ''}, "
                                  f"original untouched)", style="dim"))
+            if self.wanted_path:
+                console.print(Text(f"  ({self.wanted_path} already exists and was left alone)", style="yellow"))
+        elif self.write_error:
+            console.print(Text(f"Patched config: not written ({self.write_error}); the diff below has "
+                               "the changes", style="bold yellow"))
         else:
             console.print(Text("Patched config: not written (no change could be applied)", style="bold yellow"))
         for setting, old, new, why in self._rows():
@@ -75,25 +82,36 @@ class PatchResult:
         if self.vram_after:
             console.print(Text("  " + self.vram_after, style="bold"))
         if self.diff:
-            console.print(Syntax(self.diff.rstrip("\n"), "diff", theme="ansi_dark", background_color="default",
-                                 word_wrap=True))
+            # byte-exact, past rich: wrapping would cut a line from its +/- prefix and stripping
+            # trailing spaces (DoctorConsole does, for the rest) would change context lines, and
+            # then `sed -n '/^--- /,$p' | patch -p0` no longer applies
+            colours = {"+": "\x1b[32m", "-": "\x1b[31m", "@": "\x1b[36m"} if console.color_system else {}
+            for line in self.diff.rstrip("\n").split("\n"):
+                colour = colours.get(line[:1])
+                console.file.write(f"{colour}{line}\x1b[0m\n" if colour else line + "\n")
 
     def render_markdown(self) -> str:
-        from doctor.report.markdown import md_escape_cell
+        from doctor.report.markdown import code_span, md_escape_cell
 
         lines = ["### Patched config", ""]
-        lines.append(f"Written to `{self.path}` (the original is untouched)." if self.path
+        lines.append(f"Written to {code_span(self.path)} (the original is untouched)." if self.path
+                     else f"Not written: {md_escape_cell(self.write_error)}." if self.write_error
                      else "Not written: no change could be applied.")
+        if self.path and self.wanted_path:
+            lines.append(f"({code_span(self.wanted_path)} already exists and was left alone.)")
         if self.changes:
             lines += ["", "| setting | was | now | why |", "|---|---|---|---|"]
-            lines += [f"| `{s}` | `{md_escape_cell(o)}` | `{md_escape_cell(n)}` | {md_escape_cell(w)} |"
+            lines += [f"| {code_span(s, True)} | {code_span(o, True)} | {code_span(n, True)} | {md_escape_cell(w)} |"
                       for s, o, n, w in self._rows()]
         for s in self.skipped:
-            lines.append(f"- Not applied: `{s.setting} = {_show(s.value)}` ({s.finding}): {s.why}")
+            lines.append(f"- Not applied: {code_span(f'{s.setting} = {_show(s.value)}')} ({s.finding}): "
+                         f"{md_escape_cell(s.why)}")
         if self.vram_after:
             lines += ["", f"**{self.vram_after}**"]
         if self.diff:
-            lines += ["", "```diff", self.diff.rstrip("\n"), "```"]
+            from doctor.report.markdown import fenced
+
+            lines += ["", fenced(self.diff, "diff")]
         return "\n".join(lines) + "\n"
 
 
@@ -167,7 +185,8 @@ def target_path(source: Path, out_dir: Optional[Path]) -> Path:
     return (Path(out_dir) if out_dir is not None else source.parent) / name
 
 
-def _check_parses(text: str, kind: str, path: Path) -> None:
+def _check_parses(text: str, kind: str, path: Path) -> Optional[str]:
+    """None when the patched text parses; otherwise why (a bug in the patcher: nothing is written)."""
     try:
         if kind == "python":
             import ast
@@ -182,8 +201,9 @@ def _check_parses(text: str, kind: str, path: Path) -> None:
 
             json.loads(text)
     except Exception as exc:   # any parse failure means our edit is wrong: say so, write nothing
-        raise DoctorError(f"internal error: the patched {kind} config would not parse ({type(exc).__name__}: "
-                          f"{exc}); nothing written, the original {path} is unchanged", exitcodes.INTERNAL)
+        return (f"internal error: the patched {kind} config would not parse ({type(exc).__name__}: "
+                f"{str(exc)[:200]}); nothing written, the original {path} is unchanged")
+    return None
 
 
 def patch_text(text: str, kind: str, config: TrainingConfig, requests: list[_Request],
@@ -234,16 +254,25 @@ def write_patched(config: TrainingConfig, findings, out_dir: Optional[Path] = No
     result = PatchResult(source=str(source), path=None, changes=changes, skipped=skipped + more_skipped)
     if not changes:
         return result
-    _check_parses(patched, config.source_kind, source)
+    broken = _check_parses(patched, config.source_kind, source)
+    if broken:
+        result.write_error, result.internal = broken, True
+        return result
     target = target_path(source, out_dir)
-    if target.resolve() == source.resolve() or (target.exists() and os.path.samefile(target, source)):
-        raise DoctorError(f"refusing to write the patched config over the original ({source})", exitcodes.USAGE)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(patched, encoding="utf-8")
-    except OSError as exc:
-        raise DoctorError(f"cannot write {target}: {exc.strerror or exc}", exitcodes.USAGE)
-    result.path = str(target)
     result.diff = "".join(difflib.unified_diff(text.splitlines(keepends=True), patched.splitlines(keepends=True),
                                                fromfile=str(source), tofile=str(target)))
+    from doctor.outputs import write_new_file
+
+    try:
+        # out_dir is the caller's choice (the CLI checks --out, and --mkdir, before any work)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        written = write_new_file(target, patched)   # never over an existing file, never via a symlink
+    except OSError as exc:
+        # the report must not be lost for this: the caller turns it into a finding
+        result.write_error = f"cannot write {target}: {exc.strerror or exc}"
+        return result
+    result.path = str(written)
+    if written != target:
+        result.wanted_path = str(target)
+        result.diff = result.diff.replace(f"+++ {target}", f"+++ {written}", 1)
     return result

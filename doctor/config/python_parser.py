@@ -12,8 +12,9 @@ import ast
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from doctor import exitcodes
+from doctor import exitcodes, limits
 from doctor.config import keys
+from doctor.config.edits import split_lines
 from doctor.config.model import (AUTO_EMULATED, AUTO_NATIVE, NOT_AUTO_EMULATED, NOT_AUTO_NATIVE,
                                  SourceSpan, TrainingConfig)
 from doctor.exitcodes import DoctorError
@@ -83,13 +84,31 @@ class Analysis:
 def char_col(lines: list[str], lineno: int, byte_col: int) -> int:
     """ast columns are UTF-8 byte offsets; the patcher edits characters."""
     line = lines[lineno - 1] if 0 < lineno <= len(lines) else ""
+    if line.isascii():   # the common case, and O(1) per node on a very long line
+        return min(byte_col, len(line))
     return len(line.encode("utf-8")[:byte_col].decode("utf-8", errors="ignore"))
+
+
+def source_segment(lines: list[str], node: ast.AST) -> str:
+    """ast.get_source_segment over lines split once: the stdlib re-splits the whole source on every
+    call, character by character, which made a script with one 1 MB line take minutes."""
+    try:
+        first, last = node.lineno, node.end_lineno
+        if last is None or not (0 < first <= last <= len(lines)):
+            return ""
+        c0 = char_col(lines, first, node.col_offset)
+        c1 = char_col(lines, last, node.end_col_offset)
+    except AttributeError:
+        return ""
+    if first == last:
+        return lines[first - 1][c0:c1]
+    return "\n".join([lines[first - 1][c0:], *lines[first:last - 1], lines[last - 1][:c1]])
 
 
 def span_of(node: ast.AST, lines: list[str], source: str, call: Optional[str] = None) -> SourceSpan:
     return SourceSpan(line=node.lineno, col=char_col(lines, node.lineno, node.col_offset),
                       end_line=node.end_lineno, end_col=char_col(lines, node.end_lineno, node.end_col_offset),
-                      text=ast.get_source_segment(source, node) or "", call=call)
+                      text=source_segment(lines, node), call=call)
 
 
 # -- names ----------------------------------------------------------------------------------------
@@ -145,8 +164,9 @@ _KEYMAP = {"model_load": keys.MODEL_LOAD_KEYS, "bnb": keys.BNB_KEYS, "peft": key
 # -- value resolution ------------------------------------------------------------------------------
 
 class _Resolver:
-    def __init__(self, tree: ast.Module, source: str):
+    def __init__(self, tree: ast.Module, source: str, lines: Optional[list[str]] = None):
         self.source = source
+        self.lines = lines if lines is not None else split_lines(source)
         self.assigns: dict[str, list[tuple[int, ast.AST]]] = {}
         for node in ast.walk(tree):
             if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
@@ -166,7 +186,7 @@ class _Resolver:
             entries.sort(key=lambda e: e[0])
 
     def text(self, node: ast.AST) -> str:
-        return ast.get_source_segment(self.source, node) or ast.dump(node)
+        return source_segment(self.lines, node) or type(node).__name__
 
     def definition(self, name: str, line: int) -> Optional[ast.AST]:
         entries = self.assigns.get(name) or []
@@ -190,6 +210,8 @@ class _Resolver:
         if depth > 20:
             raise _Unresolved("too deep")
         if isinstance(node, ast.Constant):
+            if not _small_number(node.value):
+                raise _Unresolved("number too large")
             return node.value, node
         if isinstance(node, ast.Name):
             target = self.definition(node.id, line)
@@ -208,13 +230,16 @@ class _Resolver:
             b, _ = self._eval(node.right, line, depth + 1)
             if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (a, b)):
                 raise _Unresolved("binop")
+            if isinstance(node.op, ast.Pow) and not _small_power(a, b):
+                raise _Unresolved("power too large")   # never evaluate (2**63)**63
             ops = {ast.Add: lambda: a + b, ast.Sub: lambda: a - b, ast.Mult: lambda: a * b,
-                   ast.FloorDiv: lambda: a // b, ast.Div: lambda: a / b, ast.Pow: lambda: a ** b if b < 64 else None,
-                   ast.LShift: lambda: a << b if b < 64 else None}
+                   ast.FloorDiv: lambda: a // b, ast.Div: lambda: a / b, ast.Pow: lambda: a ** b,
+                   ast.LShift: lambda: a << b if 0 <= b < 64 else None}
             fn = ops.get(type(node.op))
-            if fn is None or fn() is None:
+            result = fn() if fn is not None else None
+            if result is None or not _small_number(result):
                 raise _Unresolved("binop")
-            return fn(), None
+            return result, None
         if isinstance(node, (ast.List, ast.Tuple)):
             return [self._eval(e, line, depth + 1)[0] for e in node.elts], None
         if isinstance(node, ast.Dict):
@@ -271,11 +296,29 @@ class _Resolver:
         raise _Unresolved(name)
 
 
+def _small_number(v: Any) -> bool:
+    """Numbers the evaluator carries: ints within MAX_INT_BITS, finite floats."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return True
+    if isinstance(v, int):
+        return v.bit_length() <= limits.MAX_INT_BITS
+    return v == v and abs(v) != float("inf")
+
+
+def _small_power(a: Any, b: Any) -> bool:
+    """a ** b stays within MAX_INT_BITS (checked before computing it)."""
+    if isinstance(a, float) or isinstance(b, float):
+        return abs(b) < 1024
+    if b < 0 or a in (0, 1, -1):
+        return b > -1024
+    return (abs(a).bit_length() - 1) * b <= limits.MAX_INT_BITS
+
+
 # -- analysis -------------------------------------------------------------------------------------
 
 def parse_source(source: str, filename: str = "<script>") -> ast.Module:
     try:
-        return ast.parse(source, filename=filename)
+        tree = ast.parse(source, filename=filename)
     except SyntaxError as exc:
         where = f"line {exc.lineno}" + (f", column {exc.offset}" if exc.offset else "")
         raise DoctorError(f"{filename}: syntax error at {where}: {exc.msg} "
@@ -283,12 +326,32 @@ def parse_source(source: str, filename: str = "<script>") -> ast.Module:
                           exitcodes.CONFIG_INVALID)
     except ValueError as exc:   # e.g. null bytes
         raise DoctorError(f"{filename}: cannot parse: {exc}", exitcodes.CONFIG_INVALID)
+    except (RecursionError, MemoryError):   # a 100k-term expression: too deep for Python's own parser
+        raise DoctorError(f"{filename}: an expression is nested too deeply to read "
+                          f"(the doctor reads scripts with Python's parser)", exitcodes.CONFIG_INVALID)
+    _check_size(tree, filename)
+    return tree
+
+
+def _check_size(tree: ast.Module, filename: str) -> None:
+    """Refuse scripts past the stated limits before any analysis walks them."""
+    count = 0
+    for node in ast.walk(tree):
+        count += 1
+        if count > limits.MAX_AST_NODES:
+            raise DoctorError(f"{filename}: more than {limits.MAX_AST_NODES:,} syntax nodes "
+                              "(the doctor's limit for a training script)", exitcodes.CONFIG_INVALID)
+        if isinstance(node, ast.Call) and len(node.args) + len(node.keywords) > limits.MAX_CALL_ARGS:
+            raise DoctorError(f"{filename}: line {node.lineno}: a call with "
+                              f"{len(node.args) + len(node.keywords):,} arguments (the doctor's limit "
+                              f"is {limits.MAX_CALL_ARGS:,})", exitcodes.CONFIG_INVALID)
 
 
 def analyze(source: str, filename: str = "<script>") -> Analysis:
     tree = parse_source(source, filename)
-    res = _Resolver(tree, source)
-    an = Analysis(source=source, lines=source.splitlines(), tree=tree)
+    lines = split_lines(source)
+    res = _Resolver(tree, source, lines)
+    an = Analysis(source=source, lines=lines, tree=tree)
     calls = sorted((n for n in ast.walk(tree) if isinstance(n, ast.Call)),
                    key=lambda n: (n.lineno, n.col_offset))
     for node in calls:

@@ -3,10 +3,11 @@ adapter_config / our own TrainingConfig) configs -> TrainingConfig, with the spa
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import fields
 from typing import Callable, Optional
 
-from doctor import exitcodes
+from doctor import exitcodes, limits
 from doctor.config import keys
 from doctor.config.model import AUTO_EMULATED, SourceSpan, TrainingConfig
 from doctor.exitcodes import DoctorError
@@ -163,11 +164,19 @@ def config_from_mapping(data: dict, style: str, kind: str, path: Optional[str],
 
 # -- YAML -----------------------------------------------------------------------------------------
 
+def safe_loader():
+    """PyYAML's safe loader, in C (libyaml) when available: the pure-Python one takes seconds per
+    MB, and a YAML config is read three times (pre-scan, values, spans)."""
+    import yaml
+
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def yaml_top_level_spans(text: str) -> dict[str, SourceSpan]:
     """key -> span of its value, for the top-level mapping (yaml marks are 0-based)."""
     import yaml
 
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    root = yaml.compose(text, Loader=safe_loader())
     out: dict[str, SourceSpan] = {}
     if not isinstance(root, yaml.MappingNode):
         return out
@@ -180,19 +189,73 @@ def yaml_top_level_spans(text: str) -> dict[str, SourceSpan]:
     return out
 
 
+def yaml_prescan(text: str, name: str, exit_code: int = exitcodes.CONFIG_INVALID) -> None:
+    """Refuse, from the event stream and before anything is built, YAML that nests too deeply,
+    references itself (an alias inside its own anchor: a cycle) or expands past MAX_YAML_NODES
+    through aliases (billion laughs: nine aliases of nine aliases ... of a list). PyYAML's
+    parser is iterative; its composer and constructor recurse and expand aliases in memory."""
+    import yaml
+
+    sizes: dict[str, int] = {}        # anchor -> nodes it expands to
+    stack: list[list] = []            # open collections: [anchor, nodes inside so far, itself included]
+    total = aliases = 0               # nodes the constructor would build, aliases expanded
+
+    def add(n: int) -> None:
+        nonlocal total
+        total += n
+        if stack:
+            stack[-1][1] += n
+        if total > limits.MAX_YAML_NODES:
+            how = " through aliases (refused: an alias bomb)" if aliases else ""
+            raise DoctorError(f"{name}: more than {limits.MAX_YAML_NODES:,} YAML nodes{how}", exit_code)
+
+    for event in yaml.parse(text, Loader=safe_loader()):
+        line = event.start_mark.line + 1 if event.start_mark else 0
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            add(1)
+            stack.append([event.anchor, 1])
+            if len(stack) > limits.MAX_NESTING:
+                raise DoctorError(f"{name}: line {line}: nested more than {limits.MAX_NESTING} "
+                                  "levels deep", exit_code)
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            anchor, n = stack.pop()
+            if anchor is not None:
+                sizes[anchor] = n
+            if stack:
+                stack[-1][1] += n - 1          # its own node was counted at its start
+        elif isinstance(event, yaml.ScalarEvent):
+            if event.anchor is not None:
+                sizes[event.anchor] = 1
+            add(1)
+        elif isinstance(event, yaml.AliasEvent):
+            aliases += 1
+            if aliases > limits.MAX_YAML_ALIASES:
+                raise DoctorError(f"{name}: more than {limits.MAX_YAML_ALIASES:,} YAML aliases", exit_code)
+            if any(open_anchor == event.anchor for open_anchor, _ in stack):
+                raise DoctorError(f"{name}: line {line}: alias *{event.anchor} refers to itself "
+                                  "(a cycle)", exit_code)
+            add(sizes.get(event.anchor, 1))
+
+
 def load_yaml_mapping(text: str, name: str) -> dict:
     import yaml
 
     try:
-        data = yaml.safe_load(text)
+        yaml_prescan(text, name)
+        data = yaml.load(text, Loader=safe_loader())   # the safe loader; libyaml's when built in
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise DoctorError(f"{name}: malformed YAML{where}: {problem}", exitcodes.CONFIG_INVALID)
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:   # e.g. a date like 2024-02-30
+        raise DoctorError(f"{name}: unreadable YAML value: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                          exitcodes.CONFIG_INVALID)
     if not isinstance(data, dict):
         raise DoctorError(f"{name}: expected a YAML mapping of settings, got {type(data).__name__}",
                           exitcodes.CONFIG_INVALID)
+    if limits.nesting_depth(data) > limits.MAX_NESTING:
+        raise DoctorError(f"{name}: nested more than {limits.MAX_NESTING} levels deep", exitcodes.CONFIG_INVALID)
     return data
 
 
@@ -257,12 +320,38 @@ def offset_to_linecol(text: str, offset: int) -> tuple[int, int]:
     return line, col
 
 
-def load_json_mapping(text: str, name: str) -> dict:
+def line_index(text: str):
+    """offset -> (line, col) for many offsets of one text: line starts found once, then a bisect
+    each (offset_to_linecol per key rescans the text: quadratic in the number of keys)."""
+    import bisect
+
+    starts = [0] + [m.end() for m in re.finditer("\n", text)]
+
+    def linecol(offset: int) -> tuple[int, int]:
+        i = bisect.bisect_right(starts, offset) - 1
+        return i + 1, offset - starts[i]
+
+    return linecol
+
+
+def load_json_value(text: str, name: str, exit_code: int = exitcodes.CONFIG_INVALID):
+    """json.loads within the nesting limit; DoctorError (one line, exit_code) otherwise."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DoctorError(f"{name}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
-                          exitcodes.CONFIG_INVALID)
+        raise DoctorError(f"{name}: not valid JSON at line {exc.lineno}, column {exc.colno}: "
+                          f"{exc.msg}", exit_code)
+    except RecursionError:
+        data = None
+    except ValueError as exc:   # an integer past Python's 4,300-digit limit
+        raise DoctorError(f"{name}: unreadable JSON: {str(exc).splitlines()[0]}", exit_code)
+    if data is None and text.strip() != "null" or limits.nesting_depth(data) > limits.MAX_NESTING:
+        raise DoctorError(f"{name}: nested more than {limits.MAX_NESTING} levels deep", exit_code)
+    return data
+
+
+def load_json_mapping(text: str, name: str) -> dict:
+    data = load_json_value(text, name)
     if not isinstance(data, dict):
         raise DoctorError(f"{name}: expected a JSON object of settings, got {type(data).__name__}",
                           exitcodes.CONFIG_INVALID)
@@ -275,9 +364,10 @@ def parse_json(text: str, path: Optional[str] = None) -> TrainingConfig:
     if isinstance(data.get("sections"), dict) and isinstance(data["sections"].get("config"), dict):
         data = data["sections"]["config"]
     spans = {}
+    linecol = line_index(text)
     for key, (_ks, _ke, vs, ve, _section) in json_config_spans(text).items():
-        line, col = offset_to_linecol(text, vs)
-        end_line, end_col = offset_to_linecol(text, ve)
+        line, col = linecol(vs)
+        end_line, end_col = linecol(ve)
         spans[key] = SourceSpan(line=line, col=col, end_line=end_line, end_col=end_col,
                                 text=text[vs:ve], call=key)
     style = detect_style(data)

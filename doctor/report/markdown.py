@@ -10,12 +10,26 @@ from doctor.report.summary import summary_rows
 
 
 def md_escape_cell(s: str) -> str:
-    return str(s).replace("|", "\\|").replace("\n", " ")
+    """Prose in a table cell: one line, pipes escaped, and HTML-like text (`<module>`) kept."""
+    return html_text(str(s).replace("|", "\\|").replace("\n", " "))
 
 
 def html_text(s: str) -> str:
     """Escape for prose and HTML: GitHub would swallow a placeholder like <user> as a tag."""
     return str(s).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def code_span(s, table: bool = False) -> str:
+    """Code-like text (a frame name like `<module>`, a value, a path) as an inline code span that
+    nothing inside can close: the fence is longer than any backtick run in it. In a table cell,
+    pipes are escaped (GitHub unescapes them inside code spans there)."""
+    text = str(s).replace("\r", " ").replace("\n", " ")
+    if table:
+        text = text.replace("|", "\\|")
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text[:1] == "`" or text[-1:] == "`" or (text and not text.strip()) else ""
+    return f"{fence}{pad}{text}{pad}{fence}" if text else "` `"
 
 
 def fenced(text: str, lang: str = "") -> str:
@@ -33,19 +47,20 @@ def details(summary: str, body: str, lang: Optional[str] = None) -> str:
 
 
 def finding_md(n: int, f: Finding, causes: Sequence[int] = ()) -> str:
-    lines = [f"{n}. **[{f.severity.value}] {f.title}** (`{f.id}`)"
+    # prose is HTML-escaped (GitHub drops `<module>` as a tag); code-like text goes in code spans
+    lines = [f"{n}. **[{f.severity.value}] {html_text(f.title)}** ({code_span(f.id)})"
              + (" explained by " + ", ".join(f"#{c}" for c in causes) if causes else "")]
     if f.why:
-        lines.append(f"   - Why: {f.why}")
+        lines.append(f"   - Why: {html_text(f.why)}")
     if f.evidence:
-        ev = "; ".join(f"`{k}` = `{v}`" for k, v in f.evidence.items())
+        ev = "; ".join(f"{code_span(k)} = {code_span(v)}" for k, v in f.evidence.items())
         lines.append(f"   - Evidence: {ev}")
     if f.remediation:
-        lines.append(f"   - Fix: {f.remediation}")
+        lines.append(f"   - Fix: {html_text(f.remediation)}")
     for cmd in f.commands:
-        lines.append(f"     `{cmd}`")
+        lines.append(f"     {code_span(cmd)}")
     for ch in f.config_changes:
-        lines.append(f"   - Config: `{ch.setting} = {ch.value!r}` ({ch.reason})")
+        lines.append(f"   - Config: {code_span(f'{ch.setting} = {ch.value!r}')} ({html_text(ch.reason)})")
     if f.links:
         lines.append("   - See: " + ", ".join(f.links))
     return "\n".join(lines)

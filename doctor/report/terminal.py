@@ -4,6 +4,7 @@ Colour is off when stdout is not a TTY (rich decides; NO_COLOR is honoured).
 """
 from __future__ import annotations
 
+import re
 from typing import Callable, Optional, Sequence
 
 from rich.console import Console
@@ -24,8 +25,24 @@ ICON = {Severity.CRITICAL: "✖✖", Severity.ERROR: "✖", Severity.WARNING: "!
 Section = Callable[[Console], None]
 
 
+_TRAILING = re.compile(r"[ \t]+((?:\x1b\[[0-9;]*m)*)(?=\n)")
+
+
+class DoctorConsole(Console):
+    """rich's Console, minus two things users hit: the spaces rich pads every table and wrapped
+    line with (trailing spaces on each line of a pasted report), and its exit 1 when the reader
+    of a pipe goes away (a BrokenPipeError instead, which the command wrapper turns into a quiet 141)."""
+
+    def _render_buffer(self, buffer) -> str:
+        return _TRAILING.sub(r"\1", super()._render_buffer(buffer))
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError
+
+
 def make_console(file=None, width: Optional[int] = None) -> Console:
-    return Console(file=file, width=width, highlight=False, soft_wrap=False)
+    return DoctorConsole(file=file, width=width, highlight=False, soft_wrap=False)
 
 
 def render_finding(console: Console, n: int, f: Finding, verbose: bool = True,
