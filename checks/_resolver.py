@@ -344,6 +344,11 @@ def violations(facts: Facts, releases: Optional[ReleaseTable] = None, rows: Opti
     stack is one the resolver could have chosen, as far as the table knows)."""
     t = releases or table()
     rows = known_bad_rows() if rows is None else rows
+    # The plan avoids every known-bad row anywhere; the installed set breaks only those whose machine
+    # conditions (Python, GPU, WSL ...) hold here.
+    from checks.known_bad import FACT_CONDITIONS
+    rows = [r for r in rows if all(FACT_CONDITIONS.get(k, lambda f, v: False)(facts, v)
+                                   for k, v in (r.get("facts") or {}).items())]
     installed = {}
     for name in PRIORITY:
         rel = t.get(name, facts.version(name))

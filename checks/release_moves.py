@@ -19,6 +19,8 @@ from doctor.facts import Facts, canonical_name
 from doctor.findings import Finding, Severity
 
 BLOCKS = "releases.pin-blocks-runnable-torch"
+# Binaries whose torch pin version_matrix's pair checks own (versions.xformers-/torchvision-torch-mismatch).
+PAIR_OWNED = {"xformers", "torchvision"}
 
 
 @check(id="release-moves", title="installed packages' torch ranges leave a torch this GPU and driver can run",
@@ -38,6 +40,8 @@ def release_moves(facts: Facts, config=None) -> list[Finding]:
         spec, basis = declared_on(facts, name, "torch")
         if spec is None or not str(spec) or any(spec.contains(r.v) for r in runnable):
             continue
+        if name in PAIR_OWNED and matches(facts.version("torch"), str(spec)) is False:
+            continue      # built for another torch than the installed one: the pair check says it, with its fix
         out.append(_blocks(facts, name, info.version, spec, basis, runnable, bounds))
     return out
 
