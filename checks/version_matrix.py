@@ -243,7 +243,7 @@ def _zoo_skew(facts: Facts) -> Optional[Finding]:
                            "'Please update Unsloth and Unsloth-Zoo to the latest version!', or hangs "
                            "while patching (hiyouga/LlamaFactory#7170).",
                        **common)
-    dated = _zoo_dates(unsloth, zoo)
+    dated = _zoo_dates(unsloth, zoo, ahead_only=bool(declared and str(spec)))
     if dated is not None:
         newer, older_next = dated
         evidence["checks/data/releases.json.gz"] = f"{newer}; {older_next}"
@@ -266,15 +266,17 @@ def _zoo_skew(facts: Facts) -> Optional[Finding]:
     return None
 
 
-def _zoo_dates(unsloth: str, zoo: str) -> Optional[tuple[str, str]]:
+def _zoo_dates(unsloth: str, zoo: str, ahead_only: bool) -> Optional[tuple[str, str]]:
     """From the release table: ('unsloth_zoo 2025.7.1 (2025-07-09)', "unsloth 2025.6.2's next release
     2025.6.3 (2025-06-20)") when one side was uploaded after the other side's next release, else None.
-    Releases of the two on the same day count as paired."""
+    Releases of the two on the same day count as paired. ahead_only: unsloth declares a zoo range, so
+    an older zoo inside it is vouched for by its maintainers; only a zoo from its future is untested
+    (unsloth declares no ceiling)."""
     t = table()
     u, z = t.get("unsloth", unsloth), t.get("unsloth-zoo", zoo)
     if u is None or z is None or not u.date or not z.date:
         return None
-    for new, old in ((z, u), (u, z)):
+    for new, old in ((z, u),) if ahead_only else ((z, u), (u, z)):
         nxt = t.next_by_date(old.package, old.version)
         if nxt is not None and nxt.date and new.date > nxt.date:
             name = {"unsloth": "unsloth", "unsloth-zoo": "unsloth_zoo"}
