@@ -139,3 +139,45 @@ def test_one_install_command_when_the_installed_stack_breaks_a_constraint():
     assert "unsloth 2026.9.1 declares unsloth-zoo>=2026.8.16" in zoo.evidence["constraints broken"]
     for healthy in ("h100-real.json", "h200-real.json", "cpu-only-laptop.json", "h100-healthy.json"):
         assert release_plan(snapshot(healthy)) == []
+
+
+# ------------------------------------------------- one cause, one answer (issue 10, corpus2)
+
+def test_a_pin_for_another_torch_that_runs_here_is_left_to_the_pair_check():
+    """unslothai/unsloth#1856: a 5090 with a cu128 torch nightly and xformers 0.0.29.post3 (torch==2.6.0).
+    The installed torch runs here, so 'install the xformers built for it' is the whole fix: the pair
+    check owns it and release-moves stays silent; with a torch that cannot run here it still speaks."""
+    from checks.version_matrix import XFORMERS, version_matrix
+
+    nightly = linux_gpu("NVIDIA GeForce RTX 5090", (12, 0), torch="2.8.0.dev20250331+cu128", xformers="0.0.29.post3")
+    assert release_moves(nightly) == []
+    assert "built for torch==2.6.0" in one(version_matrix(nightly, None), XFORMERS).title
+    old = linux_gpu("NVIDIA GeForce RTX 5090", (12, 0), torch="2.5.1+cu124", cuda="12.4", xformers="0.0.29.post3")
+    assert BLOCKS in ids(release_moves(old))
+
+
+def test_violations_count_a_known_bad_row_only_where_its_machine_conditions_hold():
+    """kb.unsloth-zoo-python-3.10-unpack is about Python < 3.11: on 3.11 the installed set does not
+    break it (the plan still avoids that zoo everywhere)."""
+    from checks._resolver import violations
+
+    facts = linux_gpu(unsloth="2025.6.2", unsloth_zoo="2025.7.1")          # Python 3.11.9
+    assert not [v for v in violations(facts) if "python-3.10-unpack" in v]
+    facts.platform.python_version = "3.10.12"
+    assert [v for v in violations(facts) if "python-3.10-unpack" in v]
+
+
+def test_the_install_command_comes_with_its_cause_not_before_it():
+    """unslothai/unsloth#1026: the cause (xformers built for torch 2.3.0 under 2.4.0) ranks first and
+    points to the install command, which says 'explained by' it; the log symptom is explained too."""
+    from checks._logmatch import match_text
+    from doctor.findings import explained_by
+
+    facts = linux_gpu("Tesla T4", (7, 5), torch="2.4.0+cu121", cuda="12.1", unsloth="2024.9", xformers="0.0.26.post1")
+    facts.log_matches = match_text("xFormers can't load C++/CUDA extensions", source="test")
+    found = run_checks(facts)
+    order = ids(found)
+    assert order[0] == "versions.xformers-torch-mismatch", order
+    plan = order.index("releases.install-command")
+    assert found[plan].severity is Severity.INFO
+    assert 0 in explained_by(found)[plan] and 0 in explained_by(found)[order.index("log.xformers-cant-load")]
