@@ -55,6 +55,10 @@ HISTORY = [
     "Afterwards a log signature for 'Bfloat16 is only supported on GPUs with compute capability of at least "
     "8.0' was added, citing another thread (vllm-project/vllm#1157), so vllm-946 still counts as held out; "
     "its rank did not change (bf16.unsupported-gpu was first before and after).",
+    "2026-12-03, cost of the corpus2 changes: `doctor run --facts examples/facts/h200-real.json --json`, six "
+    "alternating runs each on the 2-core development VM (load 1-3): main 361-386 ms (two outliers ~680 ms), "
+    "corpus2 355-364 ms (one ~610 ms): no measurable difference (the table was already loaded by the release "
+    "checks; a snapshot with live metadata does not need it for the pair checks).",
 ]
 
 
