@@ -59,6 +59,11 @@ HISTORY = [
     "alternating runs each on the 2-core development VM (load 1-3): main 361-386 ms (two outliers ~680 ms), "
     "corpus2 355-364 ms (one ~610 ms): no measurable difference (the table was already loaded by the release "
     "checks; a snapshot with live metadata does not need it for the pair checks).",
+    "2026-12-03, a second blind batch after the corpus2 changes: 6 records from uncited threads (unsloth-2403, "
+    "coreweave-ml-containers-64, sdnext-3531, torchtitan-3022, unsloth-962, leggedlab-26), committed (5ea08f8) "
+    "before scoring: 6/6 top-1. The same records on main before the changes: 4/6 (torchtitan-3022, a torch "
+    "nightly with torchvision 0.26.0, and unsloth-962, xformers 0.0.26.post1 under torch 2.4: both in no "
+    "pairs row, both caught now by the wheel's own pin from the release table).",
 ]
 
 
@@ -116,7 +121,7 @@ def render(s: dict) -> str:
         "",
         "Read the totals with the history below: misses are fixed knowing which records they are, so",
         "only a record scored before anyone looked (the blind batches in the history) measures how the",
-        "doctor generalises. Blind so far: 3/5 and 7/8 top-1 at the time each batch was added.",
+        "doctor generalises. Blind so far: 3/5, 7/8 and 6/6 top-1 at the time each batch was added.",
         "",
         "## Misses (not top-1)",
         "",
