@@ -63,7 +63,9 @@ HISTORY = [
     "coreweave-ml-containers-64, sdnext-3531, torchtitan-3022, unsloth-962, leggedlab-26), committed (5ea08f8) "
     "before scoring: 6/6 top-1. The same records on main before the changes: 4/6 (torchtitan-3022, a torch "
     "nightly with torchvision 0.26.0, and unsloth-962, xformers 0.0.26.post1 under torch 2.4: both in no "
-    "pairs row, both caught now by the wheel's own pin from the release table).",
+    "pairs row, both caught now by the wheel's own pin from the release table). Afterwards a signature for "
+    "\"cannot import name 'triton_key'\" was added (sig.triton-key, citing pytorch/pytorch#127271), because "
+    "coreweave-ml-containers-64's excerpt matched none; that record stays held out and its rank did not change.",
 ]
 
 
