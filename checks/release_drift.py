@@ -21,7 +21,7 @@ from checks._releases import EVIDENCE_KEY, Release, declared_on, table
 from checks._requires import applicable
 from checks._resolver import pin_lines, plan_install
 from checks._versions import matches
-from checks.version_matrix import zoo_skew
+from checks.version_matrix import _zoo_skew as zoo_skew   # the owner of the unsloth pair
 from doctor.facts import Facts, canonical_name
 from doctor.findings import Finding, Severity
 

@@ -51,7 +51,7 @@ def version_matrix(facts: Facts, config=None) -> list[Finding]:
     out: list[Finding] = []
     covered: set[tuple[str, str]] = {("xformers", "torch"), ("torchvision", "torch"),
                                      ("torch", "triton"), ("unsloth", "unsloth-zoo")}
-    for fn in (_xformers, _torchvision, _triton, zoo_skew):
+    for fn in (_xformers, _torchvision, _triton, _zoo_skew):
         f = fn(facts)
         if f is not None:
             out.append(f)
@@ -212,7 +212,7 @@ def _triton(facts: Facts) -> Optional[Finding]:
         failure_mode="FM-10", confidence=0.9, fix_cost=1)
 
 
-def zoo_skew(facts: Facts) -> Optional[Finding]:
+def _zoo_skew(facts: Facts) -> Optional[Finding]:
     """The owner of the unsloth <-> unsloth_zoo pairing (release_metadata and release_drift leave it
     here): the zoo range unsloth declares (installed metadata, else the release table's), then the
     release dates (a pair neither side was released with), then calendar months."""
