@@ -13,7 +13,8 @@ from doctor.findings import Finding
 def _table() -> dict[str, tuple[str, ...]]:
     out: dict[str, list[str]] = {}
     for row in load("explanations")["rows"]:
-        out.setdefault(row["cause"], []).extend(row["explains"])
+        for cause in row.get("causes") or [row["cause"]]:      # one row may name several causes
+            out.setdefault(cause, []).extend(row["explains"])
     return {k: tuple(v) for k, v in out.items()}
 
 

@@ -334,6 +334,21 @@ def runnable_torch(facts: Facts, releases: Optional[ReleaseTable] = None) -> tup
     return solver.domains["torch"], bounds
 
 
+def installed_torch_runs(facts: Facts) -> bool:
+    """The installed torch (a nightly too) is at or above the GPU's floor and, when the driver bounds
+    the CUDA flavour, is a build of a flavour the driver runs. False when no torch is installed."""
+    v = parse(facts.version("torch"))
+    if v is None:
+        return False
+    bounds = _torch_bounds(facts)
+    if bounds.floor and v.release[:2] < parse(bounds.floor).release[:2]:
+        return False
+    tag = v.local or ""
+    if bounds.flavours and tag.startswith("cu") and tag not in {f["tag"] for f in bounds.flavours}:
+        return False
+    return True
+
+
 def pin_lines(plan: InstallPlan) -> list[str]:
     """'torch==2.7.1+cu128: 2.7.1 (2025-06-04); 2.8.0 is excluded: ...', one per pin, for evidence."""
     return [f"{p.package}=={p.version}: {p.reason}" for p in plan.pins] + plan.notes
@@ -344,6 +359,11 @@ def violations(facts: Facts, releases: Optional[ReleaseTable] = None, rows: Opti
     stack is one the resolver could have chosen, as far as the table knows)."""
     t = releases or table()
     rows = known_bad_rows() if rows is None else rows
+    # The plan avoids every known-bad row anywhere; the installed set breaks only those whose machine
+    # conditions (Python, GPU, WSL ...) hold here.
+    from checks.known_bad import FACT_CONDITIONS
+    rows = [r for r in rows if all(FACT_CONDITIONS.get(k, lambda f, v: False)(facts, v)
+                                   for k, v in (r.get("facts") or {}).items())]
     installed = {}
     for name in PRIORITY:
         rel = t.get(name, facts.version(name))

@@ -21,6 +21,7 @@ from checks._releases import EVIDENCE_KEY, Release, declared_on, table
 from checks._requires import applicable
 from checks._resolver import pin_lines, plan_install
 from checks._versions import matches
+from checks.version_matrix import _zoo_skew as zoo_skew   # the owner of the unsloth pair
 from doctor.facts import Facts, canonical_name
 from doctor.findings import Finding, Severity
 
@@ -32,8 +33,14 @@ CEILINGS = ("<", "<=", "==", "===", "~=")
        finding_ids=(DRIFT,), order=54)
 def release_drift(facts: Facts, config=None) -> list[Finding]:
     data = load("patchers")
+    # A skewed unsloth/unsloth_zoo pair is one cause with one fix (upgrade both together), owned by
+    # versions.unsloth-zoo-skew; the drift of either side against the libraries they patch is that
+    # same staleness seen from another angle, so it is not said twice.
+    skewed = zoo_skew(facts) is not None
     out = []
     for row in data["rows"]:
+        if skewed and row["patcher"] in ("unsloth", "unsloth-zoo"):
+            continue
         f = _drift(facts, row, data["grace_days"])
         if f is not None:
             out.append(f)

@@ -12,13 +12,15 @@ from typing import Optional
 
 from checks import check
 from checks._releases import EVIDENCE_KEY, Release, declared_on, table
-from checks._resolver import CUDA_BUILDS, pin_lines, plan_install, runnable_torch
+from checks._resolver import CUDA_BUILDS, installed_torch_runs, pin_lines, plan_install, runnable_torch
 from checks._requires import applicable
 from checks._versions import matches
 from doctor.facts import Facts, canonical_name
 from doctor.findings import Finding, Severity
 
 BLOCKS = "releases.pin-blocks-runnable-torch"
+# Binaries whose torch pin version_matrix's pair checks own (versions.xformers-/torchvision-torch-mismatch).
+PAIR_OWNED = {"xformers", "torchvision"}
 
 
 @check(id="release-moves", title="installed packages' torch ranges leave a torch this GPU and driver can run",
@@ -38,6 +40,9 @@ def release_moves(facts: Facts, config=None) -> list[Finding]:
         spec, basis = declared_on(facts, name, "torch")
         if spec is None or not str(spec) or any(spec.contains(r.v) for r in runnable):
             continue
+        if name in PAIR_OWNED and matches(facts.version("torch"), str(spec)) is False and installed_torch_runs(facts):
+            continue      # built for another torch than the installed one, which runs here: the pair check
+                          # (versions.xformers-/torchvision-torch-mismatch) says it, with the whole fix
         out.append(_blocks(facts, name, info.version, spec, basis, runnable, bounds))
     return out
 

@@ -2,7 +2,8 @@
 can judge (a declared requirement, Requires-Python, the GPU's minimum torch, the driver's CUDA, a
 known-bad combination), offer one copy-pasteable `pip install` with a consistent set of pins and the
 reason for each (checks/_resolver.py). The findings that name each problem stay; this is their
-common remedy."""
+common remedy, so it is info: it ranks with, never before, the causes it fixes (they point to it
+through checks/data/explanations.json, and the renderers say 'explained by #N' on it)."""
 from __future__ import annotations
 
 from checks import check
@@ -24,7 +25,7 @@ def release_plan(facts: Facts, config=None) -> list[Finding]:
         return []
     plan = plan_install(facts)
     return [Finding(
-        id=PLAN, severity=Severity.WARNING,
+        id=PLAN, severity=Severity.INFO,
         title=(f"one install command for a consistent stack ({len(plan.pins)} pins)" if plan.ok else
                "no consistent stack fits this machine: " + (plan.failure or "")),
         why="The installed stack breaks: " + "; ".join(broken) + ". Fixing one package at a time moves "

@@ -17,7 +17,8 @@ from checks import check
 from checks._cuda_compat import PYTORCH_INDEX, torch_cuda_tag
 from checks._data import load
 from checks._machine import UNSLOTH_UPGRADE
-from checks._requires import Unmet, requirement_on, unmet_requirements
+from checks._releases import declared_on, table
+from checks._requires import Unmet, unmet_requirements
 from checks._versions import below, calendar_months, matches, parse, public
 from doctor.facts import Facts
 from doctor.findings import Finding, Severity
@@ -121,10 +122,11 @@ def _optional_missing(missing: list[Unmet]) -> Finding:
 # -- 2. known pairs --------------------------------------------------------------------------------
 
 def _built_for(facts: Facts, binary: str, table: str) -> tuple[Optional[str], str]:
-    """The torch specifier a binary package was built for: its own pin, else the table's row."""
-    req = requirement_on(facts, binary, "torch")
-    if req is not None and str(req.specifier):
-        return str(req.specifier), f"packages.{binary}.requires"
+    """The torch specifier a binary package was built for: its own pin (installed metadata, else the
+    release table's copy of that version's Requires-Dist), else the pairs table's row."""
+    spec, basis = declared_on(facts, binary, "torch")
+    if spec is not None and str(spec):
+        return str(spec), basis
     for row in load("version_pairs")[table]:
         if matches(facts.version(binary), row[binary]):
             return row["torch"], f"checks/data/version_pairs.json {table}"
@@ -183,11 +185,13 @@ def _triton(facts: Facts) -> Optional[Finding]:
         return None
     if "+cpu" in torch or (facts.torch.importable and facts.torch.cuda_version is None):
         return None         # CPU builds pin no triton
-    req = requirement_on(facts, "torch", "triton")
-    if req is not None:
-        spec, basis = str(req.specifier), "packages.torch.requires"
-    elif facts.packages["torch"].requires:
-        return None         # torch's metadata was read and pins no triton here (marker false)
+    declared, basis = declared_on(facts, "torch", "triton")
+    if declared is not None:
+        spec = str(declared)
+    elif basis:
+        return None         # torch's metadata (installed or the table's) pins no triton here
+    elif (parse(torch) is not None and parse(torch).is_prerelease):
+        return None         # a nightly pins its own pytorch-triton build; the pairs table is for releases
     else:
         row = next((r for r in load("version_pairs")["torch_triton"] if matches(torch, r["torch"])), None)
         if row is None:
@@ -210,31 +214,47 @@ def _triton(facts: Facts) -> Optional[Finding]:
 
 
 def _zoo_skew(facts: Facts) -> Optional[Finding]:
+    """The owner of the unsloth <-> unsloth_zoo pairing (release_metadata and release_drift leave it
+    here): the zoo range unsloth declares (installed metadata, else the release table's), then the
+    release dates (a pair neither side was released with), then calendar months."""
     unsloth = facts.version("unsloth")
     if not unsloth or "unsloth-zoo" not in facts.packages or facts.packages["unsloth-zoo"].error:
         return None
     zoo = facts.version("unsloth-zoo")
-    req = requirement_on(facts, "unsloth", "unsloth_zoo")
+    spec, basis = declared_on(facts, "unsloth", "unsloth_zoo")
+    declared = spec is not None
     evidence = {"packages.unsloth.version": unsloth, "packages.unsloth-zoo.version": zoo,
-                "unsloth declares": f"unsloth_zoo{req.specifier}" if req is not None else None}
+                basis or "unsloth declares": f"unsloth_zoo{spec}" if declared else None}
     common = dict(id=ZOO, remediation="Upgrade both together with the maintainers' command, then delete "
                                       "any stale unsloth_compiled_cache/ folder next to your script.",
                   commands=[UNSLOTH_UPGRADE, "rm -rf unsloth_compiled_cache"], evidence=evidence,
                   links=[LINK_ZOO], failure_mode="FM-22", fix_cost=1)
-    if req is not None and zoo is None:
+    if declared and zoo is None:
         return Finding(severity=Severity.CRITICAL, confidence=0.95,
                        title=f"unsloth {unsloth} needs unsloth_zoo, which is not installed",
                        why="`import unsloth` raises 'Please install unsloth_zoo via `pip install unsloth_zoo`'.",
                        **common)
-    if req is not None and str(req.specifier) and matches(zoo, str(req.specifier)) is False:
-        older = any(s.operator in (">=", ">", "~=") and below(zoo, s.version) for s in req.specifier)
+    if declared and str(spec) and matches(zoo, str(spec)) is False:
+        older = any(s.operator in (">=", ">", "~=") and below(zoo, s.version) for s in spec)
         return Finding(severity=Severity.ERROR, confidence=0.95,
                        title=f"unsloth_zoo {zoo} is {'older than' if older else 'outside'} what unsloth "
-                             f"{unsloth} declares (unsloth_zoo{req.specifier})",
+                             f"{unsloth} declares (unsloth_zoo{spec})",
                        why="unsloth and unsloth_zoo move together: unsloth imports patches and trainer "
                            "code from the zoo, so a skewed pair fails with missing names, prints "
                            "'Please update Unsloth and Unsloth-Zoo to the latest version!', or hangs "
                            "while patching (hiyouga/LlamaFactory#7170).",
+                       **common)
+    dated = _zoo_dates(unsloth, zoo, ahead_only=bool(declared and str(spec)))
+    if dated is not None:
+        newer, older_next = dated
+        evidence["checks/data/releases.json.gz"] = f"{newer}; {older_next}"
+        return Finding(severity=Severity.WARNING, confidence=0.7,
+                       title=f"{newer} came out after {older_next}: an untested unsloth/unsloth_zoo pairing",
+                       why="unsloth and unsloth_zoo are released together and each unsloth release is tested "
+                           "with the zoo of its day; a release from after the other side's next release is a "
+                           "pairing nobody tested, and renamed helpers fail at import or while patching "
+                           "(unslothai/unsloth#2713: unsloth 2025.6.2 with zoo 2025.7.1, fixed by moving "
+                           "the zoo back).",
                        **common)
     a, b = calendar_months(unsloth), calendar_months(zoo)
     limit = load("version_pairs")["unsloth_zoo_skew"]["max_months"]
@@ -244,6 +264,25 @@ def _zoo_skew(facts: Facts) -> Optional[Finding]:
                        why="They are released together with matching calendar versions; a pair this far "
                            "apart is untested and a classic source of import errors and patching hangs.",
                        **common)
+    return None
+
+
+def _zoo_dates(unsloth: str, zoo: str, ahead_only: bool) -> Optional[tuple[str, str]]:
+    """From the release table: ('unsloth_zoo 2025.7.1 (2025-07-09)', "unsloth 2025.6.2's next release
+    2025.6.3 (2025-06-20)") when one side was uploaded after the other side's next release, else None.
+    Releases of the two on the same day count as paired. ahead_only: unsloth declares a zoo range, so
+    an older zoo inside it is vouched for by its maintainers; only a zoo from its future is untested
+    (unsloth declares no ceiling)."""
+    t = table()
+    u, z = t.get("unsloth", unsloth), t.get("unsloth-zoo", zoo)
+    if u is None or z is None or not u.date or not z.date:
+        return None
+    for new, old in ((z, u),) if ahead_only else ((z, u), (u, z)):
+        nxt = t.next_by_date(old.package, old.version)
+        if nxt is not None and nxt.date and new.date > nxt.date:
+            name = {"unsloth": "unsloth", "unsloth-zoo": "unsloth_zoo"}
+            return (f"{name[new.package]} {new.version} ({new.date})",
+                    f"{name[old.package]} {old.version}'s next release {nxt.version} ({nxt.date})")
     return None
 
 

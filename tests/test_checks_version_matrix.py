@@ -26,10 +26,41 @@ def test_zoo_missing_when_unsloth_requires_it_is_critical():
 
 
 def test_calendar_skew_without_a_declared_floor():
-    facts = linux_gpu(unsloth="2026.10.9", unsloth_zoo="2026.1.1")
+    # releases newer than the release table: neither metadata nor dates, only the calendar versions
+    facts = linux_gpu(unsloth="2027.10.9", unsloth_zoo="2027.1.1")
     f = one(version_matrix(facts, None), ZOO)
     assert f.severity is Severity.WARNING and "9 months apart" in f.title
-    assert version_matrix(linux_gpu(unsloth="2026.10.9", unsloth_zoo="2026.9.3"), None) == []
+    assert version_matrix(linux_gpu(unsloth="2027.10.9", unsloth_zoo="2027.9.3"), None) == []
+
+
+def test_zoo_floor_comes_from_the_release_table_when_the_facts_carry_no_metadata():
+    facts = linux_gpu(unsloth="2026.10.9", unsloth_zoo="2026.1.1")       # versions only, as in a pasted pip list
+    f = one(version_matrix(facts, None), ZOO)
+    assert f.severity is Severity.ERROR and "older than" in f.title
+    assert any(k.startswith("checks/data/releases.json.gz snapshot") for k in f.evidence)
+
+
+def test_zoo_released_after_unsloths_next_release_is_an_untested_pairing():
+    # unslothai/unsloth#2713: unsloth 2025.6.2 (2025-06-10) with unsloth_zoo 2025.7.1 (2025-07-09); the
+    # declared floor (unsloth_zoo>=2025.6.1) admits it, but unsloth 2025.6.3 came out on 2025-06-20.
+    f = one(version_matrix(linux_gpu(unsloth="2025.6.2", unsloth_zoo="2025.7.1"), None), ZOO)
+    assert f.severity is Severity.WARNING
+    assert f.title.startswith("unsloth_zoo 2025.7.1 (2025-07-09) came out after unsloth 2025.6.2's next release 2025.6.3")
+    # the zoo of the same day as unsloth's next release: paired, nothing to say
+    assert version_matrix(linux_gpu(unsloth="2025.6.2", unsloth_zoo="2025.6.2"), None) == []
+    # an older zoo inside the range unsloth declares (a zoo from before unsloth's day) is vouched for
+    # by its maintainers: the floor judges that direction, not the dates
+    assert version_matrix(linux_gpu(unsloth="2025.1.8", unsloth_zoo="2025.1.4"), None) == []
+
+
+def test_without_the_release_table_the_pairs_table_still_judges(monkeypatch):
+    from checks import _releases
+
+    monkeypatch.setattr(_releases, "table", lambda: _releases.ReleaseTable({}))   # the file unreadable
+    f = one(version_matrix(linux_gpu(torch="2.5.1+cu124", cuda="12.4", xformers="0.0.27"), None), XFORMERS)
+    assert f.evidence["checks/data/version_pairs.json xformers_torch"] == "torch==2.3.*"
+    tri = linux_gpu(torch="2.4.1+cu121", cuda="12.1", triton="2.3.1")
+    assert one(version_matrix(tri, None), TRITON).commands == ['pip install "triton==3.0.*"']
 
 
 def test_declared_ceiling_is_read_live_from_the_installed_metadata():
@@ -84,9 +115,28 @@ def test_xformers_built_for_another_torch_points_at_the_matching_release():
 def test_xformers_without_metadata_falls_back_to_the_table():
     facts = linux_gpu(torch="2.5.1+cu124", cuda="12.4", xformers="0.0.27")
     f = one(version_matrix(facts, None), XFORMERS)
-    assert f.evidence["checks/data/version_pairs.json xformers_torch"] == "torch==2.3.*"
+    assert "built for torch==2.3.1" in f.title      # the wheel's own pin, from the release table
     assert '"xformers==0.0.29.post1"' in f.commands[0]
-    assert version_matrix(linux_gpu(torch="2.2.2+cu121", cuda="12.1", xformers="0.0.24"), None) == []
+    assert version_matrix(linux_gpu(torch="2.2.0+cu121", cuda="12.1", xformers="0.0.24"), None) == []   # its pin: torch==2.2.0
+
+
+def test_xformers_pin_comes_from_the_release_table_before_the_pairs_table():
+    # unslothai/unsloth#1026: xformers 0.0.26.post1 is in no pairs row; its wheel declares torch==2.3.0
+    f = one(version_matrix(linux_gpu(torch="2.4.0+cu121", cuda="12.1", xformers="0.0.26.post1"), None), XFORMERS)
+    assert "built for torch==2.3.0" in f.title
+    assert any(k.startswith("checks/data/releases.json.gz snapshot") for k in f.evidence)
+    # unslothai/unsloth#741: the pairs row says torch 2.3.*, the wheel says exactly 2.3.1
+    assert "torch==2.3.1" in one(version_matrix(linux_gpu(torch="2.3.0+cu121", cuda="12.1", xformers="0.0.27"),
+                                                None), XFORMERS).title
+    assert version_matrix(linux_gpu(torch="2.4.0+cu121", cuda="12.1", xformers="0.0.27.post2"), None) == []
+
+
+def test_a_torch_nightly_is_not_judged_by_the_release_pairs():
+    # unslothai/unsloth#1856: a 2.8 nightly ships its own pytorch-triton (3.3 then); the 2.8 release pins 3.4
+    nightly = linux_gpu(torch="2.8.0.dev20250331+cu128", cuda="12.8", triton="3.3.0")
+    assert TRITON not in ids(version_matrix(nightly, None))
+    release = linux_gpu(torch="2.8.0+cu128", cuda="12.8", triton="3.3.0")      # the table's Requires-Dist
+    assert one(version_matrix(release, None), TRITON).commands == ['pip install "triton==3.4.0"']
 
 
 def test_torchvision_for_another_torch():
@@ -102,7 +152,7 @@ def test_triton_must_match_torchs_pin_on_linux_only():
     facts.platform.system = "Windows"
     assert version_matrix(facts, None) == []
     table = linux_gpu(torch="2.4.1+cu121", cuda="12.1", triton="2.3.1")        # no torch metadata
-    assert one(version_matrix(table, None), TRITON).commands == ['pip install "triton==3.0.*"']
+    assert one(version_matrix(table, None), TRITON).commands == ['pip install "triton==3.0.0"']   # the table's pin
     missing = linux_gpu(torch="2.4.1+cu121", cuda="12.1", triton=None)
     assert "not installed" in one(version_matrix(missing, None), TRITON).title
     cpu = linux_gpu(torch="2.4.1+cpu", cuda=None, triton=None)

@@ -74,9 +74,12 @@ def test_the_lint_catches_a_nested_quantifier():
 def test_every_explanation_names_findings_that_exist():
     known = {fid for spec in all_checks() for fid in spec.finding_ids}
     for row in load("explanations")["rows"]:
-        assert row["cause"] in known, row["cause"]
+        causes = row.get("causes") or [row["cause"]]
+        assert causes and row["source"].startswith("https://"), row
+        for cause in causes:
+            assert cause in known, cause
         for sid in row["explains"]:
-            assert sid in known, (row["cause"], sid)
+            assert sid in known, (causes, sid)
 
 
 # ------------------------------------------------------------------ the check
@@ -304,3 +307,22 @@ def test_log_lines_in_a_bundle_are_redacted(tmp_path):
     facts_json = json.loads(read_members(out)["facts.json"])
     assert any(m["signature"] == "sig.undefined-symbol" for m in facts_json["log_matches"])
     assert not leaks(out, ["/home/zyxuser"], ["zyxuser", "zyxhost"])
+
+
+def test_bf16_and_triton_messages_are_symptoms_of_their_version_and_gpu_causes():
+    """Two signatures added with the corpus (corpus2): each matches its message and ranks after the
+    facts-based finding that explains it."""
+    from checks._logmatch import match_text
+    from doctor.engine import run_checks
+    from doctor.findings import explained_by
+
+    bf16 = "ValueError: Bfloat16 is only supported on GPUs with compute capability of at least 8.0. Your Tesla V100"
+    key = "ImportError: cannot import name 'triton_key' from 'triton.compiler.compiler' (/x/compiler.py)"
+    assert [m.signature for m in match_text(bf16, source="t")] == ["sig.bf16-unsupported"]
+    assert [m.signature for m in match_text(key, source="t")] == ["sig.triton-key"]
+    f = linux_gpu(torch="2.2.2+cu121", cuda="12.1", triton="2.3.0")
+    f.log_matches = match_text(key, source="t")
+    found = run_checks(f)
+    order = [x.id for x in found]
+    cause, symptom = order.index("versions.torch-triton-mismatch"), order.index("log.triton-incompatible")
+    assert cause < symptom and cause in explained_by(found)[symptom], order

@@ -54,7 +54,9 @@ def test_drift_names_the_pairing_the_dates_and_which_to_move():
 
 
 def test_drift_moves_unsloth_zoo_to_one_release_that_covers_every_newer_dependency():
-    f = one(release_drift(snapshot("unsloth-zoo-skew.json")), DRIFT)
+    facts = snapshot("unsloth-zoo-skew.json")
+    facts.packages.pop("unsloth")       # with unsloth 2026.9.1 the zoo skew owns this stale zoo (below)
+    f = one(release_drift(facts), DRIFT)
     assert "unsloth-zoo 2025.3.9 (2025-03-13)" in f.title and "torch 2.10.0+cu128 (2026-01-21" in f.title
     assert "upgrade unsloth-zoo to 2026.1.4 (2026-01-22)" in f.remediation
 
@@ -131,7 +133,7 @@ def test_one_install_command_when_the_installed_stack_breaks_a_constraint():
     from checks.release_plan import PLAN, release_plan
 
     f = one(release_plan(snapshot("rtx5090-old-torch.json")), PLAN)
-    assert f.severity is Severity.WARNING and f.commands[0].startswith("pip install ")
+    assert f.severity is Severity.INFO and f.commands[0].startswith("pip install ")   # ranks with its causes
     assert "+cu128" in f.commands[0] and "--extra-index-url https://download.pytorch.org/whl/cu128" in f.commands[0]
     assert any("is a cu124 build, not one this GPU and driver run (cu128)" in b for b in f.evidence["constraints broken"])
     assert len(f.evidence["install pins"]) >= len(f.commands[0].split('=="')) - 1
@@ -139,3 +141,56 @@ def test_one_install_command_when_the_installed_stack_breaks_a_constraint():
     assert "unsloth 2026.9.1 declares unsloth-zoo>=2026.8.16" in zoo.evidence["constraints broken"]
     for healthy in ("h100-real.json", "h200-real.json", "cpu-only-laptop.json", "h100-healthy.json"):
         assert release_plan(snapshot(healthy)) == []
+
+
+# ------------------------------------------------- one cause, one answer (issue 10, corpus2)
+
+def test_a_pin_for_another_torch_that_runs_here_is_left_to_the_pair_check():
+    """unslothai/unsloth#1856: a 5090 with a cu128 torch nightly and xformers 0.0.29.post3 (torch==2.6.0).
+    The installed torch runs here, so 'install the xformers built for it' is the whole fix: the pair
+    check owns it and release-moves stays silent; with a torch that cannot run here it still speaks."""
+    from checks.version_matrix import XFORMERS, version_matrix
+
+    nightly = linux_gpu("NVIDIA GeForce RTX 5090", (12, 0), torch="2.8.0.dev20250331+cu128", xformers="0.0.29.post3")
+    assert release_moves(nightly) == []
+    assert "built for torch==2.6.0" in one(version_matrix(nightly, None), XFORMERS).title
+    old = linux_gpu("NVIDIA GeForce RTX 5090", (12, 0), torch="2.5.1+cu124", cuda="12.4", xformers="0.0.29.post3")
+    assert BLOCKS in ids(release_moves(old))
+
+
+def test_violations_count_a_known_bad_row_only_where_its_machine_conditions_hold():
+    """kb.unsloth-zoo-python-3.10-unpack is about Python < 3.11: on 3.11 the installed set does not
+    break it (the plan still avoids that zoo everywhere)."""
+    from checks._resolver import violations
+
+    facts = linux_gpu(unsloth="2025.6.2", unsloth_zoo="2025.7.1")          # Python 3.11.9
+    assert not [v for v in violations(facts) if "python-3.10-unpack" in v]
+    facts.platform.python_version = "3.10.12"
+    assert [v for v in violations(facts) if "python-3.10-unpack" in v]
+
+
+def test_the_install_command_comes_with_its_cause_not_before_it():
+    """unslothai/unsloth#1026: the cause (xformers built for torch 2.3.0 under 2.4.0) ranks first and
+    points to the install command, which says 'explained by' it; the log symptom is explained too."""
+    from checks._logmatch import match_text
+    from doctor.findings import explained_by
+
+    facts = linux_gpu("Tesla T4", (7, 5), torch="2.4.0+cu121", cuda="12.1", unsloth="2024.9", xformers="0.0.26.post1")
+    facts.log_matches = match_text("xFormers can't load C++/CUDA extensions", source="test")
+    found = run_checks(facts)
+    order = ids(found)
+    assert order[0] == "versions.xformers-torch-mismatch", order
+    plan = order.index("releases.install-command")
+    assert found[plan].severity is Severity.INFO
+    assert 0 in explained_by(found)[plan] and 0 in explained_by(found)[order.index("log.xformers-cant-load")]
+
+
+def test_a_skewed_unsloth_pair_is_said_once_by_the_zoo_skew_not_again_as_drift():
+    """zoo 2025.3.9 under unsloth 2026.9.1: the zoo is also months older than transformers/peft, but
+    that is the same stale zoo; upgrading both together (the skew's fix) answers both."""
+    facts = snapshot("unsloth-zoo-skew.json")
+    found = ids(run_checks(facts))
+    assert "versions.unsloth-zoo-skew" in found and DRIFT not in found
+    # the same stale zoo without unsloth: no skew, so the drift speaks
+    facts.packages.pop("unsloth")
+    assert "unsloth-zoo 2025.3.9" in one(release_drift(facts), DRIFT).title
