@@ -14,12 +14,19 @@ from doctor.facts import Facts
 from doctor.findings import ConfigChange, Finding, Severity
 
 SHM = "host.shm-small"
+SHM_FULL = "host.shm-full"
 RAM = "host.low-ram"
 MULTI_GPU = "host.unsloth-forces-single-gpu"
 P2P = "host.nccl-p2p-consumer-gpus"
 TOKENIZERS = "host.tokenizers-parallelism"
 
 SHM_FLOOR = 1 * GIB
+MIB = 1024 ** 2
+# /dev/shm a run needs free: each DataLoader worker holds prefetch_factor (2) batches there; each
+# dataset map process a little (semaphores, shared arrays). Rough by design: the finding fires only
+# well below it.
+SHM_PER_WORKER = 256 * MIB
+SHM_PER_PROC = 32 * MIB
 AVAILABLE_FLOOR = 2 * GIB
 
 LINKS_SHM = ["https://github.com/pytorch/pytorch/issues/5040", "https://github.com/facebookresearch/detectron2/issues/384"]
@@ -31,10 +38,10 @@ LINKS_TOKENIZERS = ["https://github.com/huggingface/datasets/issues/620",
 
 
 @check(id="host", title="host resources and launch setup: /dev/shm, RAM, multi-GPU, tokenizers parallelism",
-       finding_ids=(SHM, RAM, MULTI_GPU, P2P, TOKENIZERS), order=80)
+       finding_ids=(SHM, SHM_FULL, RAM, MULTI_GPU, P2P, TOKENIZERS), order=80)
 def host(facts: Facts, config=None) -> list[Finding]:
     out = []
-    for fn in (_shm, _ram, _multi_gpu, _p2p, _tokenizers):
+    for fn in (_shm, _shm_full, _ram, _multi_gpu, _p2p, _tokenizers):
         f = fn(facts, config)
         if f is not None:
             out.append(f)
@@ -67,6 +74,38 @@ def _shm(facts: Facts, config) -> Optional[Finding]:
         config_changes=[ConfigChange("dataloader_num_workers", 0, "no worker processes, so no /dev/shm traffic")]
         if uses else [],
         links=LINKS_SHM, failure_mode="FM-14", confidence=0.85 if uses else 0.6, fix_cost=1)
+
+
+def _shm_full(facts: Facts, config) -> Optional[Finding]:
+    """/dev/shm large enough but nearly full (leftovers of killed runs, another job): free space is
+    what the workers get, not the size."""
+    p = facts.platform
+    if p.shm_total is None or p.shm_free is None or p.shm_total < SHM_FLOOR:
+        return None             # unknown, or small: host.shm-small says that
+    workers = (config.dataloader_num_workers or 0) if config is not None else 0
+    procs = (config.dataset_num_proc or 0) if config is not None else 0
+    need = workers * SHM_PER_WORKER + (procs if procs > 1 else 0) * SHM_PER_PROC
+    if need and p.shm_free < need:
+        severity = Severity.ERROR
+    elif p.shm_free < min(64 * MIB, p.shm_total // 10):
+        severity = Severity.WARNING     # nearly full, whatever the config
+    else:
+        return None
+    return Finding(
+        id=SHM_FULL, severity=severity,
+        title=f"/dev/shm has {gib(p.shm_free)} free of {gib(p.shm_total)}"
+              + (f"; dataloader_num_workers={workers}, dataset_num_proc={procs} want about {gib(need)}" if need else ""),
+        why="DataLoader workers pass batches through /dev/shm and dataset map workers keep their semaphores there; "
+            "its size does not help when it is full. Workers then die with 'No space left on device' or 'bus "
+            "error ... insufficient shared memory (shm)', or the loader hangs. Files left by killed runs "
+            "(torch_*, /dev/shm/sem.*) are the usual cause.",
+        remediation="Free /dev/shm (delete leftovers of dead runs), or use fewer DataLoader workers.",
+        commands=["df -h /dev/shm", "ls -la /dev/shm | head", "rm /dev/shm/torch_*   # only when no run is alive"],
+        evidence={"platform.shm_total": gib(p.shm_total), "platform.shm_free": gib(p.shm_free),
+                  "config.dataloader_num_workers": workers or None, "config.dataset_num_proc": procs or None},
+        config_changes=[ConfigChange("dataloader_num_workers", 0, "no worker processes, so no /dev/shm traffic")]
+        if workers and severity is Severity.ERROR else [],
+        links=LINKS_SHM, failure_mode="FM-14", confidence=0.75, fix_cost=1)
 
 
 def _ram(facts: Facts, config) -> Optional[Finding]:

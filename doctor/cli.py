@@ -76,13 +76,14 @@ def run(
     out: Annotated[Optional[Path], typer.Option("--out", help="Folder for the patched config (default: beside the config).")] = None,
     gpu: Annotated[Optional[str], typer.Option("--gpu", help='What-if: estimate for this GPU instead of the local one, e.g. "RTX 2080 Ti".')] = None,
     only: Annotated[Optional[List[str]], typer.Option("--check", help="Run only this check id (repeatable). See `doctor checks`.")] = None,
+    smoke: Annotated[bool, typer.Option("--smoke", help="Also run the kernel smoke test (see `doctor smoke`).")] = False,
     overrides: ConfigOverrides = None,
 ) -> int:
     """Check this machine (and a training config, if given): a ranked remediation report."""
     from doctor.run_command import run_doctor
 
     return run_doctor(config=config, facts_path=facts, save_facts=save_facts, json_out=json_out,
-                      markdown=markdown, out_dir=out, gpu=gpu, only=only, overrides=overrides)
+                      markdown=markdown, out_dir=out, gpu=gpu, only=only, overrides=overrides, smoke=smoke)
 
 
 @app.command("checks")
@@ -98,9 +99,10 @@ def _register_commands() -> None:
     from doctor.attach import cli as attach_cli
     from doctor.bundle import cli as bundle_cli
     from doctor.repro import cli as repro_cli
+    from doctor.smoke import cli as smoke_cli
     from doctor.vram import cli as vram_cli
 
-    for module in (vram_cli, attach_cli, repro_cli, bundle_cli):
+    for module in (vram_cli, attach_cli, repro_cli, bundle_cli, smoke_cli):
         module.register(app, handles_errors, with_config_flags)
 
 

@@ -109,7 +109,7 @@ def emit(report: Report, term_sections, md_sections, json_out: bool, markdown: O
 
 def run_doctor(config: Optional[Path], facts_path: Optional[Path], save_facts: Optional[Path],
                json_out: bool, markdown: Optional[Path], out_dir: Optional[Path], gpu: Optional[str],
-               only, overrides: Optional[ConfigOverrides]) -> int:
+               only, overrides: Optional[ConfigOverrides], smoke: bool = False) -> int:
     if only:
         from checks import all_checks
 
@@ -123,6 +123,10 @@ def run_doctor(config: Optional[Path], facts_path: Optional[Path], save_facts: O
 
         cfg = load_config(config, overrides)
     facts = obtain_facts(facts_path)
+    if smoke and facts_path is None:
+        from doctor.smoke.runner import run_smoke
+
+        facts.smoke = run_smoke(facts)
     if save_facts is not None:
         save_facts.parent.mkdir(parents=True, exist_ok=True)
         facts.save(save_facts)
