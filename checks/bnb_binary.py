@@ -48,7 +48,7 @@ def bnb_binary(facts: Facts, config=None) -> list[Finding]:
                 why="The override loads a bitsandbytes built for another CUDA runtime; unless that runtime's "
                     "libcudart is on LD_LIBRARY_PATH, loading fails or kernels misbehave.",
                 remediation="Unset BNB_CUDA_VERSION unless you installed that CUDA runtime on purpose.",
-                commands=["unset BNB_CUDA_VERSION"], evidence=evidence, links=LINKS, confidence=0.7, fix_cost=1)]
+                commands=["unset BNB_CUDA_VERSION"], evidence=evidence, links=LINKS, failure_mode="FM-11", confidence=0.7, fix_cost=1)]
         return []
     cause = (f"BNB_CUDA_VERSION={override} asks for it" if override else
              f"torch is built for CUDA {torch_cuda} and this bitsandbytes ships no build for it")
@@ -64,4 +64,4 @@ def bnb_binary(facts: Facts, config=None) -> list[Finding]:
                      "CUDA versions), or a torch built for a CUDA it has."),
         commands=(["unset BNB_CUDA_VERSION"] if override else []) +
                  ["pip install --upgrade bitsandbytes", "python -m bitsandbytes   # its own diagnostic"],
-        evidence=evidence, links=LINKS, confidence=0.85, fix_cost=1 if override else 2)]
+        evidence=evidence, links=LINKS, failure_mode="FM-11", confidence=0.85, fix_cost=1 if override else 2)]

@@ -120,7 +120,7 @@ def _ld_shadow(facts: Facts) -> Optional[Finding]:
         commands=["echo $LD_LIBRARY_PATH", f"ls -la {folder}/libcuda.so*", "ldconfig -p | grep libcuda"],
         evidence={"libcuda.ld_library_path_hits": lc.ld_library_path_hits, "libcuda.resolved": lc.resolved,
                   "libcuda.load_error": lc.load_error, "libcuda.ldconfig_paths": lc.ldconfig_paths},
-        links=["https://github.com/pytorch/pytorch/issues/92745"], confidence=0.85, fix_cost=1)
+        links=["https://github.com/pytorch/pytorch/issues/92745"], failure_mode="FM-11", confidence=0.85, fix_cost=1)
 
 
 def _unversioned(facts: Facts) -> Optional[Finding]:
@@ -146,7 +146,7 @@ def _unversioned(facts: Facts) -> Optional[Finding]:
                   "export TRITON_LIBCUDA_PATH=~/.libcuda"],
         evidence={"libcuda.so1_dirs": lc.so1_dirs, "libcuda.unversioned": lc.unversioned, "libcuda.chain": lc.chain,
                   "toolchain.triton_libraries": t.triton_libraries, "packages.triton.version": facts.version("triton")},
-        links=LINKS_LINK, confidence=0.85, fix_cost=1)
+        links=LINKS_LINK, failure_mode="FM-11", confidence=0.85, fix_cost=1)
 
 
 def _dangling(facts: Facts) -> Optional[Finding]:
@@ -162,4 +162,4 @@ def _dangling(facts: Facts) -> Optional[Finding]:
                     "refresh the ld cache.",
         commands=[f"ls -la {lc.dangling[0]}", "sudo ldconfig"],
         evidence={"libcuda.dangling": lc.dangling, "libcuda.chain": lc.chain},
-        links=LINKS_LINK[:1], confidence=0.7, fix_cost=1)
+        links=LINKS_LINK[:1], failure_mode="FM-11", confidence=0.7, fix_cost=1)

@@ -20,6 +20,9 @@ NOT_RUN = "smoke.not-run"
 NO_GPU = "smoke.no-gpu"
 BAD = ("failed", "hung", "crashed")
 
+# The catalogue's failure mode (shared/knowledge/unsloth-failure-modes.md) each layer's breakage falls under.
+FAILURE_MODE = {"driver": "FM-11", "runtime": "FM-10", "compiler": "FM-17", "library-binary": "FM-10",
+                "interconnect": "FM-20"}
 LAYER_WORDS = {"driver": "the NVIDIA driver / libcuda", "runtime": "the CUDA runtime in torch",
                "compiler": "the JIT compilers (triton, torch.compile)", "library-binary": "a native library binary",
                "interconnect": "GPU-to-GPU communication (NCCL)"}
@@ -109,4 +112,4 @@ def _layer_finding(layer: str, items: list, facts: Facts) -> Finding:
         evidence={f"smoke.{st.name}" + (f"[{st.device}]" if st.device else ""):
                   {"status": st.status, "seconds": st.seconds, "error": (st.error or "")[-400:] or None}
                   for st, _ in items},
-        links=[row["source"]] if row else [], confidence=0.95, fix_cost=1 if row else 2)
+        links=[row["source"]] if row else [], failure_mode=FAILURE_MODE[layer], confidence=0.95, fix_cost=1 if row else 2)

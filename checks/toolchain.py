@@ -81,7 +81,7 @@ def _compiler(facts: Facts) -> Optional[Finding]:
             remediation="Install a C compiler (Debian/Ubuntu: build-essential), or point CC at one.",
             commands=["sudo apt-get install -y build-essential", "export CC=/usr/bin/gcc"],
             evidence={**_triton_evidence(facts), "env.CC": None, "gcc/clang on PATH": None},
-            links=LINKS_CC, confidence=0.9, fix_cost=1)
+            links=LINKS_CC, failure_mode="FM-17", confidence=0.9, fix_cost=1)
     if t.cc_works is False:
         return Finding(
             id=CC_BROKEN, severity=Severity.ERROR,
@@ -93,7 +93,7 @@ def _compiler(facts: Facts) -> Optional[Finding]:
             commands=[f"{t.cc} --version", "unset CC", "sudo apt-get install -y build-essential"],
             evidence={**_triton_evidence(facts), "toolchain.cc": t.cc, "toolchain.cc_source": t.cc_source,
                       "toolchain.cc_error": t.cc_error},
-            links=LINKS_CC, confidence=0.9, fix_cost=1)
+            links=LINKS_CC, failure_mode="FM-17", confidence=0.9, fix_cost=1)
     return None
 
 
@@ -111,7 +111,7 @@ def _headers(facts: Facts) -> Optional[Finding]:
         commands=["sudo apt-get install -y python3-dev   # match your Python version, e.g. python3.12-dev",
                   f"ls {t.python_include}/Python.h"],
         evidence={**_triton_evidence(facts), "toolchain.python_include": t.python_include, "toolchain.python_h": False},
-        links=LINKS_HEADERS, confidence=0.85, fix_cost=1)
+        links=LINKS_HEADERS, failure_mode="FM-17", confidence=0.85, fix_cost=1)
 
 
 def _ptxas(facts: Facts) -> Optional[Finding]:
@@ -128,7 +128,7 @@ def _ptxas(facts: Facts) -> Optional[Finding]:
                     "bin/ptxas; if the bundled one is missing, reinstall triton.",
         commands=["unset TRITON_PTXAS_PATH", "pip install --force-reinstall --no-deps triton"],
         evidence={**_triton_evidence(facts), "toolchain.ptxas": t.ptxas, "toolchain.ptxas_source": t.ptxas_source},
-        links=[TRITON_NVIDIA], confidence=0.8, fix_cost=1)
+        links=[TRITON_NVIDIA], failure_mode="FM-17", confidence=0.8, fix_cost=1)
 
 
 def _cache(facts: Facts) -> Optional[Finding]:
@@ -148,7 +148,7 @@ def _cache(facts: Facts) -> Optional[Finding]:
         evidence={**_triton_evidence(facts), "toolchain.triton_cache_dir": t.triton_cache_dir,
                   "toolchain.triton_cache_error": t.triton_cache_error, "env.TRITON_CACHE_DIR":
                   facts.env.get("TRITON_CACHE_DIR")},
-        links=[TRITON_CACHE], confidence=0.85, fix_cost=1)
+        links=[TRITON_CACHE], failure_mode="FM-17", confidence=0.85, fix_cost=1)
 
 
 def lib_version(path: str) -> Optional[tuple[str, int, int]]:
@@ -189,7 +189,7 @@ def _shadow(facts: Facts) -> Optional[Finding]:
         commands=["echo $LD_LIBRARY_PATH", "unset LD_LIBRARY_PATH   # or remove only the CUDA toolkit folder"],
         evidence={"toolchain.cuda_libs_on_path": facts.toolchain.cuda_libs_on_path,
                   f"packages.{wheel}.version": facts.version(wheel), "torch.version": facts.torch.version},
-        links=LINKS_SHADOW, confidence=0.8, fix_cost=1)
+        links=LINKS_SHADOW, failure_mode="FM-10", confidence=0.8, fix_cost=1)
 
 
 def _nvcc(facts: Facts) -> Optional[Finding]:
@@ -209,4 +209,4 @@ def _nvcc(facts: Facts) -> Optional[Finding]:
         commands=[f"{t.nvcc} --version", "export CUDA_HOME=/usr/local/cuda-" + torch_cuda],
         evidence={"toolchain.nvcc": t.nvcc, "toolchain.nvcc_version": t.nvcc_version,
                   "toolchain.cuda_home": t.cuda_home, "torch.cuda_version": torch_cuda},
-        links=[LINK_CPP_EXT], confidence=0.6, fix_cost=2)
+        links=[LINK_CPP_EXT], failure_mode="FM-10", confidence=0.6, fix_cost=2)

@@ -1,0 +1,60 @@
+"""/dev/shm free space, not only its size: a full /dev/shm emulated by a fake statvfs at the probe's
+seam, read by the real platform probe code, against the config's DataLoader workers and dataset_num_proc."""
+from __future__ import annotations
+
+import os
+
+from checks_helpers import ids, linux_gpu, one
+from doctor.config.model import TrainingConfig
+from doctor.engine import run_checks
+from doctor.facts import PlatformInfo
+from doctor.probes import platform_probe
+
+MIB, GIB = 2**20, 2**30
+
+
+class FakeStatvfs:
+    def __init__(self, total, free):
+        self.f_frsize, self.f_blocks, self.f_bavail, self.f_flag = 4096, total // 4096, free // 4096, 0
+
+
+def probed_shm(monkeypatch, total, free) -> PlatformInfo:
+    real = os.statvfs
+    monkeypatch.setattr(platform_probe.os, "statvfs",
+                        lambda p: FakeStatvfs(total, free) if str(p) == "/dev/shm" else real(p))
+    info = PlatformInfo()
+    platform_probe._shm(info)
+    return info
+
+
+def facts_with_shm(monkeypatch, total, free):
+    f = linux_gpu()
+    p = probed_shm(monkeypatch, total, free)
+    f.platform.shm_total, f.platform.shm_free = p.shm_total, p.shm_free
+    return f
+
+
+def test_large_but_full_shm_with_workers_is_an_error(monkeypatch):
+    f = facts_with_shm(monkeypatch, 32 * GIB, 100 * MIB)
+    assert (f.platform.shm_total, f.platform.shm_free) == (32 * GIB, 100 * MIB)
+    cfg = TrainingConfig(dataloader_num_workers=4, dataset_num_proc=8)
+    finding = one(run_checks(f, cfg, only=("host",)), "host.shm-full")
+    assert finding.severity.is_failure and "dataloader_num_workers=4" in finding.title
+    assert {c.setting: c.value for c in finding.config_changes} == {"dataloader_num_workers": 0}
+
+
+def test_nearly_full_shm_without_a_config_is_a_warning(monkeypatch):
+    f = facts_with_shm(monkeypatch, 8 * GIB, 10 * MIB)
+    assert ids(run_checks(f, None, only=("host",))) == ["host.shm-full"]
+    assert one(run_checks(f, None, only=("host",)), "host.shm-full").severity.value == "warning"
+
+
+def test_enough_free_shm_is_silent(monkeypatch):
+    f = facts_with_shm(monkeypatch, 32 * GIB, 30 * GIB)
+    assert run_checks(f, TrainingConfig(dataloader_num_workers=8), only=("host",)) == []
+
+
+def test_small_docker_shm_stays_the_size_finding(monkeypatch):
+    f = facts_with_shm(monkeypatch, 64 * MIB, 60 * MIB)
+    f.platform.container = "docker"
+    assert ids(run_checks(f, TrainingConfig(dataloader_num_workers=2), only=("host",))) == ["host.shm-small"]
