@@ -9,7 +9,7 @@ from checks import check
 from checks._data import load
 from checks._machine import GIB, UNSLOTH_UPGRADE, gib, gpus
 from checks._models import SMALL_HOST_RAM, checkpoint_bytes, is_prequantized, load_ram_need
-from checks._versions import below
+from checks._versions import below, driver_below
 from doctor.facts import Facts
 from doctor.findings import ConfigChange, Finding, Severity
 
@@ -179,22 +179,47 @@ def _multi_gpu(facts: Facts, config) -> Optional[Finding]:
         links=[LINK_MULTI], failure_mode="FM-20", confidence=0.85, fix_cost=2)
 
 
+def _p2p_rule(facts: Facts, devs) -> Optional[dict]:
+    """The accelerate/axolotl row (checks/data/p2p_rules.json) that applies to these GPUs, if any."""
+    for row in load("p2p_rules")["disable_p2p"]:
+        if len(devs) < row["min_gpus"] or (row["max_gpus"] is not None and len(devs) > row["max_gpus"]):
+            continue
+        if not any(row["name_contains"] in (g.name or "") for g in devs):
+            continue
+        if row["driver_below"] and not driver_below(facts.nvidia.driver_version, row["driver_below"]):
+            continue
+        return row
+    return None
+
+
 def _p2p(facts: Facts, config) -> Optional[Finding]:
     devs = gpus(facts)
     markers = load("gpu_arch")["consumer_name_markers"]["markers"]
     if len(devs) < 2 or "NCCL_P2P_DISABLE" in facts.env:
         return None
-    if not all(any(m.lower() in (g.name or "").lower() for m in markers) for g in devs):
+    rule = _p2p_rule(facts, devs)
+    if rule is None and not all(any(m.lower() in (g.name or "").lower() for m in markers) for g in devs):
         return None
+    blocked = {pair: st for pair, st in facts.nvidia.p2p.items() if st != "ok"}
+    why = ("On GeForce cards, NCCL's P2P transport over PCIe is a known cause of all-reduce hangs that end "
+           "in 'Watchdog caught collective operation timeout'.")
+    if rule is not None:
+        why += (f" accelerate/axolotl turn P2P and InfiniBand off for this GPU ({rule['name_contains']}"
+                + (f", driver below {rule['driver_below']}" if rule["driver_below"] else "") + ") before launching.")
     return Finding(
-        id=P2P, severity=Severity.INFO,
-        title=f"{len(devs)} consumer GPUs ({devs[0].name}): NCCL peer-to-peer over PCIe can hang multi-GPU runs",
-        why="On GeForce cards, NCCL's P2P transport over PCIe is a known cause of all-reduce hangs that end "
-            "in 'Watchdog caught collective operation timeout'.",
-        remediation="If a multi-GPU run hangs in a collective, disable P2P for the launch.",
-        commands=["export NCCL_P2P_DISABLE=1", "nvidia-smi topo -m"],
-        evidence={"gpus": [g.name for g in devs], "env.NCCL_P2P_DISABLE": None},
-        links=LINKS_NCCL, failure_mode="FM-20", confidence=0.5, fix_cost=1)
+        id=P2P, severity=Severity.WARNING if rule is not None else Severity.INFO,
+        title=f"{len(devs)} {'GPUs' if rule else 'consumer GPUs'} ({devs[0].name}): NCCL peer-to-peer can hang "
+              "multi-GPU runs",
+        why=why,
+        remediation="If a multi-GPU run hangs in a collective, disable P2P for the launch"
+                    + (" (and InfiniBand, as accelerate does)" if rule else "")
+                    + (", or update the driver" if rule and rule["driver_below"] else "") + ".",
+        commands=["export NCCL_P2P_DISABLE=1"] + (["export NCCL_IB_DISABLE=1"] if rule else []) + ["nvidia-smi topo -m"],
+        evidence={"gpus": [g.name for g in devs], "env.NCCL_P2P_DISABLE": None,
+                  "nvidia.driver_version": facts.nvidia.driver_version,
+                  **({"nvidia.p2p (not ok)": blocked} if blocked else {})},
+        links=LINKS_NCCL + ([rule["source"].split(" ")[0]] if rule else []), failure_mode="FM-20",
+        confidence=0.7 if rule else 0.5, fix_cost=1)
 
 
 def _tokenizers(facts: Facts, config) -> Optional[Finding]:

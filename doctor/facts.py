@@ -93,6 +93,8 @@ class NvidiaInfo:
     nvml_version: Optional[str] = None
     gpus: list[GPUInfo] = field(default_factory=list)
     error: Optional[str] = None
+    # NVML's peer-to-peer read status per GPU pair ("0-1" -> "ok", "chipset not supported", ...)
+    p2p: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -58,3 +58,18 @@ def test_small_docker_shm_stays_the_size_finding(monkeypatch):
     f = facts_with_shm(monkeypatch, 64 * MIB, 60 * MIB)
     f.platform.container = "docker"
     assert ids(run_checks(f, TrainingConfig(dataloader_num_workers=2), only=("host",))) == ["host.shm-small"]
+
+
+def test_accelerate_rule_for_rtx_40_pairs_on_an_old_driver():
+    from checks_helpers import linux_gpu
+
+    old = linux_gpu(count=2, driver="535.183.01")
+    old.nvidia.p2p = {"0-1": "chipset not supported"}
+    f = one(run_checks(old, None, only=("host",)), "host.nccl-p2p-consumer-gpus")
+    assert f.severity.value == "warning" and "export NCCL_IB_DISABLE=1" in f.commands
+    assert f.evidence["nvidia.p2p (not ok)"] == {"0-1": "chipset not supported"}
+    new = one(run_checks(linux_gpu(count=2, driver="570.133.07"), None, only=("host",)), "host.nccl-p2p-consumer-gpus")
+    assert new.severity.value == "info"
+    l40s = linux_gpu(name="NVIDIA L40S", cap=(8, 9), count=4)
+    assert one(run_checks(l40s, None, only=("host",)), "host.nccl-p2p-consumer-gpus").severity.value == "warning"
+    assert run_checks(linux_gpu(name="NVIDIA L40S", cap=(8, 9), count=8), None, only=("host",)) == []
