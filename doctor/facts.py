@@ -58,6 +58,8 @@ class TorchInfo:
     bf16_native: Optional[bool] = None           # including_emulation=False / capability >= 8.0
     init_warning: Optional[str] = None           # e.g. "The NVIDIA driver on your system is too old"
     error: Optional[str] = None
+    nccl_version: Optional[str] = None           # torch.cuda.nccl.version(), "2.27.3"
+    nccl_library: Optional[str] = None           # the libnccl file the torch child mapped
 
 
 @dataclass

@@ -21,7 +21,7 @@ from doctor.facts import LibcudaInfo
 
 ENV_CHECKS = ("gpu-presence", "driver-cuda", "gpu-arch", "bf16", "version-matrix", "wsl", "windows", "libcuda",
               "host")
-DATA_FILES = ("driver_cuda", "gpu_arch", "torch_cuda_wheels", "version_pairs", "unsloth_behaviour", "smoke_errors", "p2p_rules")
+DATA_FILES = ("driver_cuda", "gpu_arch", "torch_cuda_wheels", "version_pairs", "unsloth_behaviour", "smoke_errors", "p2p_rules", "nccl_arch")
 ID_RE = re.compile(r"^[a-z0-9]+(\.[a-z0-9]+(-[a-z0-9]+)*)+$")
 
 
