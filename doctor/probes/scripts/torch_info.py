@@ -84,12 +84,16 @@ def main(marker):
 
     def nccl():
         # The NCCL this torch really loads (the pip nvidia-nccl wheel or a system copy) and its version.
-        version = torch.cuda.nccl.version()
+        try:
+            import torch.cuda.nccl as torch_nccl
+        except ImportError:     # Windows builds have no NCCL
+            return
+        version = torch_nccl.version()
         out["nccl_version"] = ".".join(map(str, version)) if isinstance(version, tuple) else str(version)
         with open("/proc/self/maps") as fh:
             out["nccl_library"] = next((line.split(None, 5)[5].strip() for line in fh
                                         if "libnccl" in line and len(line.split(None, 5)) == 6), None)
 
-    if count and getattr(torch.cuda, "nccl", None) is not None:   # Windows builds have no NCCL
+    if count:
         attempt("torch.cuda.nccl.version()", nccl)
     emit(None)
