@@ -27,6 +27,11 @@ EXPECTED = {
     "unsloth-zoo-skew.json": {"versions.unsloth-zoo-skew": E},
     "cpu-only-laptop.json": {"gpu.no-nvidia-gpu": W},
     "h100-healthy.json": {},
+    # issue 11 (tests/test_snapshots_machine.py pins the toolchain, bnb, nccl and smoke findings too)
+    "container-toolchain-broken.json": {"libcuda.no-unversioned-libcuda": E, "host.shm-full": W},
+    "bnb-and-toolkit-shadow.json": {},
+    "ld-library-path-fake-libcuda.json": {"gpu.cuda-unavailable": C, "libcuda.ld-library-path-shadows-driver": E},
+    "rtx5090-pair-old-nccl.json": {},
 }
 
 
