@@ -129,7 +129,9 @@ def bnb_4bit(device):
     bnb = _bnb()
     dev = _dev(device)
     w = torch.randn(256, 256, device=dev, dtype=torch.bfloat16)
-    qw, state = bnb.functional.quantize_4bit(w, quant_type="nf4")     # what Linear4bit does on .cuda()
+    import bitsandbytes.functional as bnb_functional
+
+    qw, state = bnb_functional.quantize_4bit(w, quant_type="nf4")     # what Linear4bit does on .cuda()
     x = torch.randn(8, 256, device=dev, dtype=torch.bfloat16)
     out = bnb.matmul_4bit(x, qw.t(), quant_state=state)                # Linear4bit.forward's call
     torch.cuda.synchronize(dev)
