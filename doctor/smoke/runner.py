@@ -171,6 +171,8 @@ def _watch(proc, q, specs: list[StepSpec], results: list[SmokeStep], prelude_s: 
     finally:
         if proc.poll() is None:
             try:
+                if sys.exc_info()[0] is not None:
+                    raise subprocess.TimeoutExpired(proc.args, 0)    # Ctrl-C or a bug: no waiting
                 proc.wait(timeout=10)       # the last step is done: let it exit (CUDA teardown)
             except subprocess.TimeoutExpired:
                 _kill(proc)
