@@ -38,7 +38,8 @@ def bnb_binary(facts: Facts, config=None) -> list[Finding]:
     cuda_libs = [n for n in t.bnb_libraries if n.startswith("libbitsandbytes_cuda")]
     evidence = {"packages.bitsandbytes.version": facts.version("bitsandbytes"), "torch.cuda_version": torch_cuda,
                 "env.BNB_CUDA_VERSION": override, "expected library": want,
-                "toolchain.bnb_libraries": t.bnb_libraries, "toolchain.bnb_dir": t.bnb_dir}
+                "toolchain.bnb_libraries": t.bnb_libraries, "toolchain.bnb_dir": t.bnb_dir,
+                "toolchain.cudart_on_path": t.cudart_on_path}   # what an override's runtime would come from
     if want in t.bnb_libraries:
         natural = expected_library(torch_cuda, None)
         if override and natural != want:
