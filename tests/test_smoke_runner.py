@@ -194,6 +194,7 @@ def test_doctor_smoke_on_this_cpu_machine_exits_10(tmp_path):
     assert res.returncode == exitcodes.NO_GPU, res.stderr
     report = json.loads(res.stdout)
     assert "smoke.no-gpu" in [f["id"] for f in report["findings"]]
+    assert report["exit_code"] == exitcodes.NO_GPU and report["command"] == "smoke"
     saved = Facts.from_dict(json.loads((tmp_path / "f.json").read_text()))
     assert saved.smoke.cpu_only and saved.probe("toolchain") is not None
 
@@ -205,3 +206,15 @@ def test_unknown_step_is_a_usage_error():
 
     res = CliRunner().invoke(app, ["smoke", "--only", "warp_drive"])
     assert res.exit_code == exitcodes.USAGE and "unknown smoke step" in res.output
+
+
+def test_run_with_smoke_on_this_cpu_machine_reports_it(tmp_path):
+    from typer.testing import CliRunner
+
+    from doctor.cli import app
+
+    res = CliRunner().invoke(app, ["run", "--smoke", "--json", "--save-facts", str(tmp_path / "f.json")])
+    report = json.loads(res.stdout)
+    assert "smoke.no-gpu" in [f["id"] for f in report["findings"]]
+    assert res.exit_code == report["exit_code"]          # run keeps its own exit codes
+    assert Facts.from_dict(json.loads((tmp_path / "f.json").read_text())).smoke.cpu_only

@@ -28,10 +28,11 @@ def run_smoke_command(only: Optional[list[str]], facts_path: Optional[Path], sav
         save_facts.parent.mkdir(parents=True, exist_ok=True)
         facts.save(save_facts)
     report, term, md = build_report(facts, None, command="smoke", write_patch=False)
+    if facts.smoke.cpu_only:
+        report.exit_code = exitcodes.NO_GPU      # the summary line and the JSON say 10 too
     code = emit(report, term, md, json_out, markdown)
     if facts.smoke.cpu_only:
         typer.echo(f"doctor: smoke: no CUDA GPU is usable, nothing was run (exit {exitcodes.NO_GPU})", err=True)
-        return exitcodes.NO_GPU
     return code
 
 
