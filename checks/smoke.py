@@ -59,7 +59,8 @@ def smoke(facts: Facts, config=None) -> list[Finding]:
                         evidence={"smoke.error": s.error, "torch.cuda_available": facts.torch.cuda_available},
                         confidence=1.0, fix_cost=3)]
     if not s.ran:
-        if not facts.torch.cuda_available:
+        # Facts from a doctor before smoke existed (no toolchain probe either) say nothing about it.
+        if not facts.torch.cuda_available or facts.probe("toolchain") is None:
             return []
         return [Finding(id=NOT_RUN, severity=Severity.INFO,
                         title="kernels were not test-run (add --smoke, or run `doctor smoke`)",

@@ -18,7 +18,7 @@ import pytest
 from checks_helpers import ids, linux_gpu, one
 from doctor import exitcodes
 from doctor.engine import run_checks
-from doctor.facts import Facts, SmokeInfo, SmokeStep
+from doctor.facts import Facts, ProbeStatus, SmokeInfo, SmokeStep
 from doctor.smoke.runner import run_smoke, run_steps
 from doctor.smoke.steps import StepSpec, plan
 
@@ -184,7 +184,10 @@ def test_passed_lists_timings_and_not_run_is_said():
                        None, only=("smoke",))
     f = one(found, "smoke.passed")
     assert "1 steps in 12.5 s (1 skipped)" in f.title and f.evidence["seconds per step"] == {"bf16 matmul (cuBLAS) on GPU 0": 0.8}
-    assert ids(run_checks(gpu_facts(), None, only=("smoke",))) == ["smoke.not-run"]
+    fresh = gpu_facts()
+    fresh.probes.append(ProbeStatus("toolchain"))
+    assert ids(run_checks(fresh, None, only=("smoke",))) == ["smoke.not-run"]
+    assert run_checks(gpu_facts(), None, only=("smoke",)) == []     # facts of a doctor without smoke
 
 
 def test_doctor_smoke_on_this_cpu_machine_exits_10(tmp_path):
