@@ -15,6 +15,9 @@ from doctor.findings import ConfigChange, Finding, Severity
 
 SHM = "host.shm-small"
 SHM_FULL = "host.shm-full"
+IOMMU = "host.iommu-p2p"
+LINKS_IOMMU = ["https://docs.nvidia.com/deeplearning/nccl/user-guide/docs/troubleshooting.html#pci-access-control-services-acs",
+               "https://github.com/NVIDIA/nccl/issues/199"]
 RAM = "host.low-ram"
 MULTI_GPU = "host.unsloth-forces-single-gpu"
 P2P = "host.nccl-p2p-consumer-gpus"
@@ -38,10 +41,10 @@ LINKS_TOKENIZERS = ["https://github.com/huggingface/datasets/issues/620",
 
 
 @check(id="host", title="host resources and launch setup: /dev/shm, RAM, multi-GPU, tokenizers parallelism",
-       finding_ids=(SHM, SHM_FULL, RAM, MULTI_GPU, P2P, TOKENIZERS), order=80)
+       finding_ids=(SHM, SHM_FULL, RAM, MULTI_GPU, P2P, IOMMU, TOKENIZERS), order=80)
 def host(facts: Facts, config=None) -> list[Finding]:
     out = []
-    for fn in (_shm, _shm_full, _ram, _multi_gpu, _p2p, _tokenizers):
+    for fn in (_shm, _shm_full, _ram, _multi_gpu, _p2p, _iommu, _tokenizers):
         f = fn(facts, config)
         if f is not None:
             out.append(f)
@@ -220,6 +223,24 @@ def _p2p(facts: Facts, config) -> Optional[Finding]:
                   **({"nvidia.p2p (not ok)": blocked} if blocked else {})},
         links=LINKS_NCCL + ([rule["source"].split(" ")[0]] if rule else []), failure_mode="FM-20",
         confidence=0.7 if rule else 0.5, fix_cost=1)
+
+
+def _iommu(facts: Facts, config) -> Optional[Finding]:
+    devs = gpus(facts)
+    if len(devs) < 2 or facts.platform.iommu != "on" or "NCCL_P2P_DISABLE" in facts.env:
+        return None
+    return Finding(
+        id=IOMMU, severity=Severity.INFO,
+        title=f"the IOMMU is on (not passthrough) with {len(devs)} GPUs: peer-to-peer traffic may crawl or hang",
+        why="With the IOMMU translating DMA, PCIe Access Control Services send GPU-to-GPU transfers up to the root "
+            "complex; NCCL's P2P transport then runs at a fraction of its speed, which looks like a hang in the "
+            "first all-reduce (NVIDIA's NCCL troubleshooting guide asks for ACS off on bare metal).",
+        remediation="If a multi-GPU run stalls in its first collective, boot with iommu=pt (or disable ACS in the "
+                    "BIOS), or set NCCL_P2P_DISABLE=1 to use shared memory instead.",
+        commands=["cat /proc/cmdline", "sudo lspci -vvv | grep -i acsctl", "export NCCL_P2P_DISABLE=1"],
+        evidence={"platform.iommu": facts.platform.iommu, "gpus": [g.name for g in devs],
+                  "nvidia.p2p": facts.nvidia.p2p or None},
+        links=LINKS_IOMMU, failure_mode="FM-20", confidence=0.5, fix_cost=2)
 
 
 def _tokenizers(facts: Facts, config) -> Optional[Finding]:

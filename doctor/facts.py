@@ -130,6 +130,7 @@ class PlatformInfo:
     home: Optional[str] = None                   # kept for redaction
     ptrace_scope: Optional[int] = None           # /proc/sys/kernel/yama/ptrace_scope
     wsl_config_memory: Optional[str] = None      # memory= from %UserProfile%/.wslconfig when readable
+    iommu: Optional[str] = None                  # "off" | "on" | "passthrough" (iommu=pt): /sys/class/iommu, cmdline
 
 
 @dataclass

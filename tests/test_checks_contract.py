@@ -71,6 +71,9 @@ def machines():
         so1_dirs=["/usr/lib/x86_64-linux-gnu"], dangling=["/usr/lib/x86_64-linux-gnu/libcuda.so"])
     shadowed.toolchain.triton_libraries = ["cuda"]
     shadowed.platform.shm_free = 10 * 2**20
+    iommu = linux_gpu(name="NVIDIA H100 80GB HBM3", cap=(9, 0), count=2)
+    iommu.platform.iommu = "on"
+    yield "two H100 behind an IOMMU", iommu
     yield "libcuda shadowed, no libcuda.so, full /dev/shm", shadowed
     for name in snapshot_names():
         yield name, snapshot(name)

@@ -73,3 +73,19 @@ def test_accelerate_rule_for_rtx_40_pairs_on_an_old_driver():
     l40s = linux_gpu(name="NVIDIA L40S", cap=(8, 9), count=4)
     assert one(run_checks(l40s, None, only=("host",)), "host.nccl-p2p-consumer-gpus").severity.value == "warning"
     assert run_checks(linux_gpu(name="NVIDIA L40S", cap=(8, 9), count=8), None, only=("host",)) == []
+
+
+def test_iommu_state_from_sysfs_units_and_the_kernel_command_line():
+    assert platform_probe.iommu_state([], "BOOT_IMAGE=/vmlinuz intel_iommu=on") == "off"
+    assert platform_probe.iommu_state(["dmar0"], "BOOT_IMAGE=/vmlinuz intel_iommu=on") == "on"
+    assert platform_probe.iommu_state(["dmar0", "dmar1"], "intel_iommu=on iommu=pt quiet") == "passthrough"
+
+
+def test_iommu_on_with_several_gpus_is_said():
+    from checks_helpers import linux_gpu
+
+    two = linux_gpu(name="NVIDIA H100 80GB HBM3", cap=(9, 0), count=2)
+    two.platform.iommu = "on"
+    assert ids(run_checks(two, None, only=("host",))) == ["host.iommu-p2p"]
+    two.platform.iommu = "passthrough"
+    assert run_checks(two, None, only=("host",)) == []
