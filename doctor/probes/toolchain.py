@@ -17,6 +17,7 @@ import importlib.util
 import os
 import re
 import shutil
+import sys
 import sysconfig
 import tempfile
 from pathlib import Path
@@ -105,7 +106,7 @@ def cache_writable(path: str) -> tuple[bool, Optional[str]]:
     try:
         if os.statvfs(probe).f_flag & os.ST_RDONLY:
             return False, f"{probe} is on a read-only file system"
-    except OSError:
+    except (OSError, AttributeError):   # no statvfs on Windows
         pass
     if not os.access(probe, os.W_OK | os.X_OK):
         return False, f"{probe} is not writable by this user"
@@ -185,6 +186,10 @@ def python_include() -> Optional[str]:
 
 
 def probe() -> tuple[ToolchainInfo, Optional[str]]:
+    if not sys.platform.startswith("linux"):
+        # triton-windows brings its own compiler (TinyCC) and bitsandbytes loads .dll files: the rules
+        # here are Linux's, so say nothing rather than something wrong.
+        return ToolchainInfo(), None
     info = collect(os.environ, python_include(), os.path.expanduser("~"),
                    package_dir("triton"), package_dir("bitsandbytes"))
     return info, info.error

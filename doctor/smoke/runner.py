@@ -77,10 +77,11 @@ def _ended(proc: subprocess.Popen, stderr_path: str, killed: bool = False) -> st
 def _kill(proc: subprocess.Popen) -> None:
     """The child and everything it started (compiler workers, NCCL helpers)."""
     kill_tree(proc.pid, grace_s=1.0, include_root=True)
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except OSError:
-        pass
+    if hasattr(os, "killpg"):       # POSIX: the child's session, whatever kill_tree missed
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 def run_steps(specs: Sequence[StepSpec], module: str = CHILD_MODULE, prelude_s: float = PRELUDE_S,
