@@ -41,8 +41,9 @@ _LIB_VERSION = re.compile(r"^(lib\w+\.so)\.(\d+)\.(\d+)")
 
 
 def _needs_triton(facts: Facts) -> bool:
-    """triton is installed and torch is a CUDA build: the JIT path will run."""
-    return bool(facts.version("triton")) and bool(facts.torch.cuda_version)
+    """Linux, triton installed and a CUDA build of torch: the JIT path will run (and the probe ran:
+    on Windows, triton-windows brings its own compiler and the probe records nothing)."""
+    return facts.platform.system == "Linux" and bool(facts.version("triton")) and bool(facts.torch.cuda_version)
 
 
 @check(id="toolchain", title="triton's JIT needs: C compiler, Python.h, ptxas, a writable cache; CUDA libraries "

@@ -228,3 +228,11 @@ def test_nvcc_of_another_major_version(tmp_path):
 def test_old_snapshots_without_the_probe_stay_silent():
     f = set_packages(linux_gpu(), triton="3.3.0")
     assert run_checks(f, None, only=("toolchain",)) == []
+
+
+def test_windows_with_triton_windows_is_not_told_to_install_gcc(tmp_path):
+    from doctor.facts import ToolchainInfo
+
+    f = facts_with(ToolchainInfo())     # what the probe returns off Linux
+    f.platform.system, f.platform.is_windows_native = "Windows", True
+    assert run_checks(f, None, only=("toolchain",)) == []
