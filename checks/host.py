@@ -9,17 +9,27 @@ from checks import check
 from checks._data import load
 from checks._machine import GIB, UNSLOTH_UPGRADE, gib, gpus
 from checks._models import SMALL_HOST_RAM, checkpoint_bytes, is_prequantized, load_ram_need
-from checks._versions import below
+from checks._versions import below, driver_below
 from doctor.facts import Facts
 from doctor.findings import ConfigChange, Finding, Severity
 
 SHM = "host.shm-small"
+SHM_FULL = "host.shm-full"
+IOMMU = "host.iommu-p2p"
+LINKS_IOMMU = ["https://docs.nvidia.com/deeplearning/nccl/user-guide/docs/troubleshooting.html#pci-access-control-services-acs",
+               "https://github.com/NVIDIA/nccl/issues/199"]
 RAM = "host.low-ram"
 MULTI_GPU = "host.unsloth-forces-single-gpu"
 P2P = "host.nccl-p2p-consumer-gpus"
 TOKENIZERS = "host.tokenizers-parallelism"
 
 SHM_FLOOR = 1 * GIB
+MIB = 1024 ** 2
+# /dev/shm a run needs free: each DataLoader worker holds prefetch_factor (2) batches there; each
+# dataset map process a little (semaphores, shared arrays). Rough by design: the finding fires only
+# well below it.
+SHM_PER_WORKER = 256 * MIB
+SHM_PER_PROC = 32 * MIB
 AVAILABLE_FLOOR = 2 * GIB
 
 LINKS_SHM = ["https://github.com/pytorch/pytorch/issues/5040", "https://github.com/facebookresearch/detectron2/issues/384"]
@@ -31,10 +41,10 @@ LINKS_TOKENIZERS = ["https://github.com/huggingface/datasets/issues/620",
 
 
 @check(id="host", title="host resources and launch setup: /dev/shm, RAM, multi-GPU, tokenizers parallelism",
-       finding_ids=(SHM, RAM, MULTI_GPU, P2P, TOKENIZERS), order=80)
+       finding_ids=(SHM, SHM_FULL, RAM, MULTI_GPU, P2P, IOMMU, TOKENIZERS), order=80)
 def host(facts: Facts, config=None) -> list[Finding]:
     out = []
-    for fn in (_shm, _ram, _multi_gpu, _p2p, _tokenizers):
+    for fn in (_shm, _shm_full, _ram, _multi_gpu, _p2p, _iommu, _tokenizers):
         f = fn(facts, config)
         if f is not None:
             out.append(f)
@@ -67,6 +77,38 @@ def _shm(facts: Facts, config) -> Optional[Finding]:
         config_changes=[ConfigChange("dataloader_num_workers", 0, "no worker processes, so no /dev/shm traffic")]
         if uses else [],
         links=LINKS_SHM, failure_mode="FM-14", confidence=0.85 if uses else 0.6, fix_cost=1)
+
+
+def _shm_full(facts: Facts, config) -> Optional[Finding]:
+    """/dev/shm large enough but nearly full (leftovers of killed runs, another job): free space is
+    what the workers get, not the size."""
+    p = facts.platform
+    if p.shm_total is None or p.shm_free is None or p.shm_total < SHM_FLOOR:
+        return None             # unknown, or small: host.shm-small says that
+    workers = (config.dataloader_num_workers or 0) if config is not None else 0
+    procs = (config.dataset_num_proc or 0) if config is not None else 0
+    need = workers * SHM_PER_WORKER + (procs if procs > 1 else 0) * SHM_PER_PROC
+    if need and p.shm_free < need:
+        severity = Severity.ERROR
+    elif p.shm_free < min(64 * MIB, p.shm_total // 10):
+        severity = Severity.WARNING     # nearly full, whatever the config
+    else:
+        return None
+    return Finding(
+        id=SHM_FULL, severity=severity,
+        title=f"/dev/shm has {gib(p.shm_free)} free of {gib(p.shm_total)}"
+              + (f"; dataloader_num_workers={workers}, dataset_num_proc={procs} want about {gib(need)}" if need else ""),
+        why="DataLoader workers pass batches through /dev/shm and dataset map workers keep their semaphores there; "
+            "its size does not help when it is full. Workers then die with 'No space left on device' or 'bus "
+            "error ... insufficient shared memory (shm)', or the loader hangs. Files left by killed runs "
+            "(torch_*, /dev/shm/sem.*) are the usual cause.",
+        remediation="Free /dev/shm (delete leftovers of dead runs), or use fewer DataLoader workers.",
+        commands=["df -h /dev/shm", "ls -la /dev/shm | head", "rm /dev/shm/torch_*   # only when no run is alive"],
+        evidence={"platform.shm_total": gib(p.shm_total), "platform.shm_free": gib(p.shm_free),
+                  "config.dataloader_num_workers": workers or None, "config.dataset_num_proc": procs or None},
+        config_changes=[ConfigChange("dataloader_num_workers", 0, "no worker processes, so no /dev/shm traffic")]
+        if workers and severity is Severity.ERROR else [],
+        links=LINKS_SHM, failure_mode="FM-14", confidence=0.75, fix_cost=1)
 
 
 def _ram(facts: Facts, config) -> Optional[Finding]:
@@ -140,22 +182,65 @@ def _multi_gpu(facts: Facts, config) -> Optional[Finding]:
         links=[LINK_MULTI], failure_mode="FM-20", confidence=0.85, fix_cost=2)
 
 
+def _p2p_rule(facts: Facts, devs) -> Optional[dict]:
+    """The accelerate/axolotl row (checks/data/p2p_rules.json) that applies to these GPUs, if any."""
+    for row in load("p2p_rules")["disable_p2p"]:
+        if len(devs) < row["min_gpus"] or (row["max_gpus"] is not None and len(devs) > row["max_gpus"]):
+            continue
+        if not any(row["name_contains"] in (g.name or "") for g in devs):
+            continue
+        if row["driver_below"] and not driver_below(facts.nvidia.driver_version, row["driver_below"]):
+            continue
+        return row
+    return None
+
+
 def _p2p(facts: Facts, config) -> Optional[Finding]:
     devs = gpus(facts)
     markers = load("gpu_arch")["consumer_name_markers"]["markers"]
     if len(devs) < 2 or "NCCL_P2P_DISABLE" in facts.env:
         return None
-    if not all(any(m.lower() in (g.name or "").lower() for m in markers) for g in devs):
+    rule = _p2p_rule(facts, devs)
+    if rule is None and not all(any(m.lower() in (g.name or "").lower() for m in markers) for g in devs):
+        return None
+    blocked = {pair: st for pair, st in facts.nvidia.p2p.items() if st != "ok"}
+    why = ("On GeForce cards, NCCL's P2P transport over PCIe is a known cause of all-reduce hangs that end "
+           "in 'Watchdog caught collective operation timeout'.")
+    if rule is not None:
+        why += (f" accelerate/axolotl turn P2P and InfiniBand off for this GPU ({rule['name_contains']}"
+                + (f", driver below {rule['driver_below']}" if rule["driver_below"] else "") + ") before launching.")
+    return Finding(
+        id=P2P, severity=Severity.WARNING if rule is not None else Severity.INFO,
+        title=f"{len(devs)} {'GPUs' if rule else 'consumer GPUs'} ({devs[0].name}): NCCL peer-to-peer can hang "
+              "multi-GPU runs",
+        why=why,
+        remediation="If a multi-GPU run hangs in a collective, disable P2P for the launch"
+                    + (" (and InfiniBand, as accelerate does)" if rule else "")
+                    + (", or update the driver" if rule and rule["driver_below"] else "") + ".",
+        commands=["export NCCL_P2P_DISABLE=1"] + (["export NCCL_IB_DISABLE=1"] if rule else []) + ["nvidia-smi topo -m"],
+        evidence={"gpus": [g.name for g in devs], "env.NCCL_P2P_DISABLE": None,
+                  "nvidia.driver_version": facts.nvidia.driver_version,
+                  **({"nvidia.p2p (not ok)": blocked} if blocked else {})},
+        links=LINKS_NCCL + ([rule["source"].split(" ")[0]] if rule else []), failure_mode="FM-20",
+        confidence=0.7 if rule else 0.5, fix_cost=1)
+
+
+def _iommu(facts: Facts, config) -> Optional[Finding]:
+    devs = gpus(facts)
+    if len(devs) < 2 or facts.platform.iommu != "on" or "NCCL_P2P_DISABLE" in facts.env:
         return None
     return Finding(
-        id=P2P, severity=Severity.INFO,
-        title=f"{len(devs)} consumer GPUs ({devs[0].name}): NCCL peer-to-peer over PCIe can hang multi-GPU runs",
-        why="On GeForce cards, NCCL's P2P transport over PCIe is a known cause of all-reduce hangs that end "
-            "in 'Watchdog caught collective operation timeout'.",
-        remediation="If a multi-GPU run hangs in a collective, disable P2P for the launch.",
-        commands=["export NCCL_P2P_DISABLE=1", "nvidia-smi topo -m"],
-        evidence={"gpus": [g.name for g in devs], "env.NCCL_P2P_DISABLE": None},
-        links=LINKS_NCCL, failure_mode="FM-20", confidence=0.5, fix_cost=1)
+        id=IOMMU, severity=Severity.INFO,
+        title=f"the IOMMU is on (not passthrough) with {len(devs)} GPUs: peer-to-peer traffic may crawl or hang",
+        why="With the IOMMU translating DMA, PCIe Access Control Services send GPU-to-GPU transfers up to the root "
+            "complex; NCCL's P2P transport then runs at a fraction of its speed, which looks like a hang in the "
+            "first all-reduce (NVIDIA's NCCL troubleshooting guide asks for ACS off on bare metal).",
+        remediation="If a multi-GPU run stalls in its first collective, boot with iommu=pt (or disable ACS in the "
+                    "BIOS), or set NCCL_P2P_DISABLE=1 to use shared memory instead.",
+        commands=["cat /proc/cmdline", "sudo lspci -vvv | grep -i acsctl", "export NCCL_P2P_DISABLE=1"],
+        evidence={"platform.iommu": facts.platform.iommu, "gpus": [g.name for g in devs],
+                  "nvidia.p2p": facts.nvidia.p2p or None},
+        links=LINKS_IOMMU, failure_mode="FM-20", confidence=0.5, fix_cost=2)
 
 
 def _tokenizers(facts: Facts, config) -> Optional[Finding]:

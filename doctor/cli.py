@@ -108,6 +108,7 @@ def run(
     gpu: Annotated[Optional[str], typer.Option("--gpu", help='What-if: estimate for this GPU instead of the local one, e.g. "RTX 2080 Ti".')] = None,
     only: Annotated[Optional[List[str]], typer.Option("--check", help="Run only this check id (repeatable). See `doctor checks`.")] = None,
     mkdir: Annotated[bool, typer.Option("--mkdir", help="Create the --out / --markdown / --save-facts folders when missing.")] = False,
+    smoke: Annotated[bool, typer.Option("--smoke", help="Also run the kernel smoke test (see `doctor smoke`).")] = False,
     overrides: ConfigOverrides = None,
     log: Annotated[Optional[List[Path]], typer.Option("--log", help="A training log or pasted traceback to match against known messages (repeatable; last 2 MiB read).")] = None,
 ) -> int:
@@ -116,7 +117,7 @@ def run(
 
     return run_doctor(config=config, facts_path=facts, save_facts=save_facts, json_out=json_out,
                       markdown=markdown, out_dir=out, gpu=gpu, only=only, overrides=overrides, logs=log,
-                      mkdir=mkdir)
+                      mkdir=mkdir, smoke=smoke)
 
 
 @app.command("checks")
@@ -132,9 +133,10 @@ def _register_commands() -> None:
     from doctor.attach import cli as attach_cli
     from doctor.bundle import cli as bundle_cli
     from doctor.repro import cli as repro_cli
+    from doctor.smoke import cli as smoke_cli
     from doctor.vram import cli as vram_cli
 
-    for module in (vram_cli, attach_cli, repro_cli, bundle_cli):
+    for module in (vram_cli, attach_cli, repro_cli, bundle_cli, smoke_cli):
         module.register(app, handles_errors, with_config_flags)
 
 

@@ -10,6 +10,7 @@ PROCESS_EXITED = 6      # attach: the process exited while being sampled
 PYSPY_MISSING = 7       # attach: no py-spy binary found
 CONFIG_INVALID = 8      # a training script/YAML/JSON that cannot be read or parsed
 FACTS_INVALID = 9       # a --facts file or bundle that cannot be read
+NO_GPU = 10             # smoke: no CUDA GPU usable, so no kernel was run
 INTERNAL = 70           # a bug in the doctor itself (one line, traceback with DOCTOR_DEBUG=1)
 INTERRUPTED = 130       # Ctrl-C or SIGTERM
 BROKEN_PIPE = 141       # the reader of stdout closed it early (`doctor checks --json | head`): quiet
@@ -25,6 +26,7 @@ MEANINGS = {
     PYSPY_MISSING: "py-spy is not installed",
     CONFIG_INVALID: "the training script or config could not be parsed",
     FACTS_INVALID: "the facts file or bundle could not be read",
+    NO_GPU: "smoke: no CUDA GPU is usable, nothing was run",
     INTERNAL: "internal error in the doctor",
     INTERRUPTED: "interrupted (Ctrl-C or SIGTERM)",
     BROKEN_PIPE: "the output pipe was closed by its reader",

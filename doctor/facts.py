@@ -58,6 +58,8 @@ class TorchInfo:
     bf16_native: Optional[bool] = None           # including_emulation=False / capability >= 8.0
     init_warning: Optional[str] = None           # e.g. "The NVIDIA driver on your system is too old"
     error: Optional[str] = None
+    nccl_version: Optional[str] = None           # torch.cuda.nccl.version(), "2.27.3"
+    nccl_library: Optional[str] = None           # the libnccl file the torch child mapped
 
 
 @dataclass
@@ -93,6 +95,8 @@ class NvidiaInfo:
     nvml_version: Optional[str] = None
     gpus: list[GPUInfo] = field(default_factory=list)
     error: Optional[str] = None
+    # NVML's peer-to-peer read status per GPU pair ("0-1" -> "ok", "chipset not supported", ...)
+    p2p: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -126,6 +130,7 @@ class PlatformInfo:
     home: Optional[str] = None                   # kept for redaction
     ptrace_scope: Optional[int] = None           # /proc/sys/kernel/yama/ptrace_scope
     wsl_config_memory: Optional[str] = None      # memory= from %UserProfile%/.wslconfig when readable
+    iommu: Optional[str] = None                  # "off" | "on" | "passthrough" (iommu=pt): /sys/class/iommu, cmdline
 
 
 @dataclass
@@ -136,6 +141,63 @@ class LibcudaInfo:
     wsl_lib_present: bool = False                # /usr/lib/wsl/lib/libcuda.so* exists
     error: Optional[str] = None
     load_error: Optional[str] = None             # why dlopen("libcuda.so.1") failed (none on CPU-only hosts)
+    # What triton's `-lcuda` link sees: the folders holding libcuda.so.1 (ldconfig first, else
+    # LD_LIBRARY_PATH, as triton searches) and which of them also hold the unversioned libcuda.so.
+    so1_dirs: list[str] = field(default_factory=list)
+    unversioned: list[str] = field(default_factory=list)
+    chain: list[str] = field(default_factory=list)          # symlink chain of the first libcuda.so.1
+    dangling: list[str] = field(default_factory=list)       # libcuda.so* links whose target is gone
+    triton_libcuda_path: Optional[str] = None    # TRITON_LIBCUDA_PATH, which replaces the search
+
+
+@dataclass
+class ToolchainInfo:
+    """What triton's JIT, bitsandbytes' loader and extension builds need beside the wheels."""
+    cc: Optional[str] = None                     # the compiler triton would use: $CC, else gcc, else clang
+    cc_source: Optional[str] = None              # "CC" | "PATH"
+    cc_works: Optional[bool] = None              # compiled a trivial C file
+    cc_error: Optional[str] = None
+    python_include: Optional[str] = None         # sysconfig's include dir (triton's -I)
+    python_h: Optional[bool] = None              # Python.h is there
+    triton_dir: Optional[str] = None             # the triton package folder (found, not imported)
+    triton_libraries: Optional[list[str]] = None  # what triton's launcher links: ["cuda"] = -lcuda (needs libcuda.so)
+    ptxas: Optional[str] = None                  # TRITON_PTXAS_PATH, else triton's bundled ptxas
+    ptxas_source: Optional[str] = None           # "TRITON_PTXAS_PATH" | "triton"
+    ptxas_ok: Optional[bool] = None              # exists, executable, `--version` answered
+    ptxas_version: Optional[str] = None
+    triton_cache_dir: Optional[str] = None       # TRITON_CACHE_DIR or ~/.triton/cache
+    triton_cache_writable: Optional[bool] = None
+    triton_cache_error: Optional[str] = None
+    cuda_home: Optional[str] = None              # CUDA_HOME / CUDA_PATH, else /usr/local/cuda if present
+    nvcc: Optional[str] = None
+    nvcc_version: Optional[str] = None           # "12.4"
+    cudart_on_path: list[str] = field(default_factory=list)     # libcudart.so* in LD_LIBRARY_PATH folders
+    # CUDA libraries in LD_LIBRARY_PATH folders that shadow the pip nvidia-* wheels: real file paths
+    cuda_libs_on_path: list[str] = field(default_factory=list)
+    bnb_dir: Optional[str] = None                # the bitsandbytes package folder (found, not imported)
+    bnb_libraries: Optional[list[str]] = None    # libbitsandbytes_* file names in it
+    bnb_cuda_version_env: Optional[str] = None   # BNB_CUDA_VERSION
+    error: Optional[str] = None
+
+
+@dataclass
+class SmokeStep:
+    name: str                                    # "matmul_bf16", "nccl_allreduce"
+    device: Optional[str] = None                 # "0", or "0-1" for a pair; None for process-wide steps
+    layer: str = ""                              # driver | runtime | compiler | library-binary | interconnect
+    status: str = "passed"                       # passed | failed | hung | crashed | skipped
+    seconds: Optional[float] = None
+    error: Optional[str] = None                  # the error text (last lines), verbatim
+    detail: Optional[str] = None                 # what it measured, or why it was skipped
+
+
+@dataclass
+class SmokeInfo:
+    ran: bool = False                            # False: `doctor smoke` / `run --smoke` was not run
+    cpu_only: bool = False                       # no CUDA device: nothing to run
+    steps: list[SmokeStep] = field(default_factory=list)
+    seconds: Optional[float] = None
+    error: Optional[str] = None                  # the smoke child could not start at all
 
 
 @dataclass
@@ -162,6 +224,8 @@ class Facts(JsonRecord):
     probes: list[ProbeStatus] = field(default_factory=list)
     whatif_gpu: Optional[str] = None             # set by `--gpu NAME`: the GPU comes from a table, not a probe
     log_matches: list[LogMatch] = field(default_factory=list)   # known signatures found in a given log
+    toolchain: ToolchainInfo = field(default_factory=ToolchainInfo)
+    smoke: SmokeInfo = field(default_factory=SmokeInfo)
 
     # -- convenience for checks (pure reads) --
     def version(self, package: str) -> Optional[str]:

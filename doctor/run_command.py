@@ -147,7 +147,8 @@ def emit(report: Report, term_sections, md_sections, json_out: bool, markdown: O
 
 def run_doctor(config: Optional[Path], facts_path: Optional[Path], save_facts: Optional[Path],
                json_out: bool, markdown: Optional[Path], out_dir: Optional[Path], gpu: Optional[str],
-               only, overrides: Optional[ConfigOverrides], logs=None, mkdir: bool = False) -> int:
+               only, overrides: Optional[ConfigOverrides], logs=None, mkdir: bool = False,
+               smoke: bool = False) -> int:
     from doctor.outputs import check_output_dir, check_output_file
 
     # output paths first, before any work: one line and exit 2, not a lost report at the end
@@ -174,6 +175,10 @@ def run_doctor(config: Optional[Path], facts_path: Optional[Path], save_facts: O
         cfg = load_config(config, overrides)
     facts = obtain_facts(facts_path)
     apply_logs(facts, logs)
+    if smoke and facts_path is None:
+        from doctor.smoke.runner import run_smoke
+
+        facts.smoke = run_smoke(facts)
     if save_facts is not None:
         save_new_facts(facts, save_facts)
     report, term, md = build_report(facts, cfg, gpu=gpu, only=only, out_dir=out_dir)

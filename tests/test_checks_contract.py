@@ -21,7 +21,7 @@ from doctor.facts import LibcudaInfo
 
 ENV_CHECKS = ("gpu-presence", "driver-cuda", "gpu-arch", "bf16", "version-matrix", "wsl", "windows", "libcuda",
               "host")
-DATA_FILES = ("driver_cuda", "gpu_arch", "torch_cuda_wheels", "version_pairs", "unsloth_behaviour")
+DATA_FILES = ("driver_cuda", "gpu_arch", "torch_cuda_wheels", "version_pairs", "unsloth_behaviour", "smoke_errors", "p2p_rules", "nccl_arch")
 ID_RE = re.compile(r"^[a-z0-9]+(\.[a-z0-9]+(-[a-z0-9]+)*)+$")
 
 
@@ -65,6 +65,16 @@ def machines():
     boxed.platform.ram_total, boxed.platform.swap_total, boxed.platform.ram_available = 16 * 2**30, 0, 2**30
     boxed.env["WORLD_SIZE"] = "2"
     yield "container, two GeForce, torchrun", boxed
+    shadowed = linux_gpu(triton="3.1.0")
+    shadowed.libcuda = LibcudaInfo(ld_library_path_hits=["/opt/old/libcuda.so.1"], load_error=(
+        "/opt/old/libcuda.so.1: invalid ELF header"), ldconfig_paths=["/usr/lib/x86_64-linux-gnu/libcuda.so.1"],
+        so1_dirs=["/usr/lib/x86_64-linux-gnu"], dangling=["/usr/lib/x86_64-linux-gnu/libcuda.so"])
+    shadowed.toolchain.triton_libraries = ["cuda"]
+    shadowed.platform.shm_free = 10 * 2**20
+    iommu = linux_gpu(name="NVIDIA H100 80GB HBM3", cap=(9, 0), count=2)
+    iommu.platform.iommu = "on"
+    yield "two H100 behind an IOMMU", iommu
+    yield "libcuda shadowed, no libcuda.so, full /dev/shm", shadowed
     for name in snapshot_names():
         yield name, snapshot(name)
 

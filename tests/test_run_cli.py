@@ -8,7 +8,7 @@ import pytest
 from probe_helpers import probe_env, run_doctor
 
 pytestmark = pytest.mark.slow
-PROBES = {"platform", "packages", "env", "nvidia", "torch", "libcuda"}
+PROBES = {"platform", "packages", "env", "nvidia", "torch", "libcuda", "toolchain"}
 
 
 @pytest.fixture(scope="module")

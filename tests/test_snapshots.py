@@ -27,6 +27,17 @@ EXPECTED = {
     "unsloth-zoo-skew.json": {"versions.unsloth-zoo-skew": E},
     "cpu-only-laptop.json": {"gpu.no-nvidia-gpu": W},
     "h100-healthy.json": {},
+    # issue 11 (tests/test_snapshots_machine.py pins the toolchain, bnb, nccl and smoke findings too)
+    "container-toolchain-broken.json": {"libcuda.no-unversioned-libcuda": E, "host.shm-full": W},
+    "bnb-and-toolkit-shadow.json": {},
+    "rtx5090-pair-old-nccl.json": {},
+    # captured on the H200 by benchmarks/gpu/smoke_h200.sh: healthy, then four injected breakages
+    "h200-smoke.json": {"versions.optional-requirement-missing": I},
+    "injected-h200-no-c-compiler.json": {"versions.optional-requirement-missing": I},
+    "injected-h200-triton-cache-unwritable.json": {"versions.optional-requirement-missing": I},
+    "injected-h200-bnb-cuda118.json": {"versions.optional-requirement-missing": I},
+    "injected-h200-fake-libcuda.json": {"gpu.cuda-unavailable": C, "libcuda.ld-library-path-shadows-driver": E,
+                                        "versions.optional-requirement-missing": I},
 }
 
 

@@ -26,7 +26,7 @@ class ProbeSpec:
 
 
 def _registry() -> list[ProbeSpec]:
-    from doctor.probes import env, libcuda, nvidia, packages, platform_probe, torch_probe
+    from doctor.probes import env, libcuda, nvidia, packages, platform_probe, toolchain, torch_probe
     from doctor.probes.timeouts import scaled  # DOCTOR_PROBE_TIMEOUT_SCALE scales deadlines too
 
     return [
@@ -36,6 +36,7 @@ def _registry() -> list[ProbeSpec]:
         ProbeSpec("nvidia", "nvidia", nvidia.probe, scaled(20.0)),
         ProbeSpec("torch", "torch", torch_probe.probe, scaled(60.0)),
         ProbeSpec("libcuda", "libcuda", libcuda.probe, scaled(15.0)),
+        ProbeSpec("toolchain", "toolchain", toolchain.probe, scaled(25.0)),
     ]
 
 

@@ -48,6 +48,33 @@ def ld_library_path_hits(ld_library_path: str) -> list[str]:
     return hits
 
 
+def link_dirs(ldconfig_paths: list[str], ld_library_path: str) -> tuple[list[str], list[str]]:
+    """triton's libcuda_dirs(): the folders of libcuda.so.1 in the ld cache, else those on
+    LD_LIBRARY_PATH; and which of them hold the unversioned libcuda.so that `-lcuda` links.
+    (triton/backends/nvidia/driver.py; the linker never looks at libcuda.so.1.)"""
+    dirs = []
+    for path in ldconfig_paths:
+        if os.path.basename(path) == "libcuda.so.1" and os.path.dirname(path) not in dirs:
+            dirs.append(os.path.dirname(path))
+    if not dirs:
+        dirs = [d for d in dict.fromkeys(filter(None, ld_library_path.split(os.pathsep)))
+                if os.path.exists(os.path.join(d, "libcuda.so.1"))]
+    return dirs, [os.path.join(d, "libcuda.so") for d in dirs if os.path.exists(os.path.join(d, "libcuda.so"))]
+
+
+def symlink_chain(path: str, limit: int = 16) -> list[str]:
+    """path, then each link target in turn, to the real file (or the first missing one)."""
+    chain = [path]
+    while os.path.islink(chain[-1]) and len(chain) < limit:
+        target = os.readlink(chain[-1])
+        chain.append(os.path.normpath(os.path.join(os.path.dirname(chain[-1]), target)))
+    return chain
+
+
+def dangling_links(paths: list[str]) -> list[str]:
+    return [p for p in dict.fromkeys(paths) if os.path.islink(p) and not os.path.exists(p)]
+
+
 def _ldconfig() -> Optional[str]:
     return shutil.which("ldconfig") or next(
         (p for p in ("/sbin/ldconfig", "/usr/sbin/ldconfig") if os.path.exists(p)), None)
@@ -67,6 +94,13 @@ def probe() -> tuple[LibcudaInfo, Optional[str]]:
             info.ldconfig_paths = parse_ldconfig(res.stdout)
         else:
             errors.append(f"`ldconfig -p`: {res.describe_failure()}")
+    info.triton_libcuda_path = os.environ.get("TRITON_LIBCUDA_PATH") or None
+    ld_path = os.environ.get("LD_LIBRARY_PATH", "")
+    info.so1_dirs, info.unversioned = link_dirs(info.ldconfig_paths, ld_path)
+    first = next((p for p in info.ld_library_path_hits + info.ldconfig_paths
+                  if os.path.basename(p) == "libcuda.so.1"), None)
+    info.chain = symlink_chain(first) if first else []
+    info.dangling = dangling_links(info.ld_library_path_hits + info.ldconfig_paths)
     # In a child: dlopen of a broken driver library can crash or hang the process doing it.
     res, payload = run_script("libcuda_maps", timeout=scaled(LIBCUDA_LOAD_S))
     stopped = unfinished(payload, res)

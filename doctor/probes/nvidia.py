@@ -161,8 +161,22 @@ def nvml_info_from(payload: Optional[dict], res: CommandResult) -> tuple[Optiona
         return None, problem or "NVML: no driver version and no GPUs reported", False
     info = NvidiaInfo(source="nvml", driver_version=p.get("driver_version"),
                       cuda_driver_version=cuda_version_string(p.get("cuda_driver_version")),
-                      nvml_version=p.get("nvml_version"), gpus=nvml_gpus(p))
+                      nvml_version=p.get("nvml_version"), gpus=nvml_gpus(p), p2p=p2p_status(p.get("p2p")))
     return info, problem, False
+
+
+# nvmlGpuP2PStatus_t, in NVML's order (nvml.h)
+P2P_STATUS = ("ok", "chipset not supported", "GPU not supported", "IOH topology not supported",
+              "disabled by regkey", "not supported", "unknown")
+
+
+def p2p_status(raw) -> dict[str, str]:
+    """{"0-1": 0, ...} from the NVML child -> {"0-1": "ok", ...} (None: NVML would not say)."""
+    out = {}
+    for pair, code in (raw or {}).items():
+        if code is not None:
+            out[pair] = P2P_STATUS[code] if isinstance(code, int) and 0 <= code < len(P2P_STATUS) else str(code)
+    return out
 
 
 # ---------------------------------------------------------------- thin I/O

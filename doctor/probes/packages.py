@@ -20,6 +20,10 @@ PACKAGES: tuple[str, ...] = (
     "flash-attn", "torchao", "tokenizers", "safetensors", "huggingface-hub", "cut-cross-entropy",
     "liger-kernel", "deepspeed", "nvidia-ml-py", "pynvml", "numpy",
     "vllm",   # GRPO generation (checks/workloads_vllm.py: its exact torch pin)
+    # the CUDA libraries torch's wheel depends on: their versions tell when a system copy on
+    # LD_LIBRARY_PATH is older (checks/toolchain.py) and which NCCL comes with torch
+    "nvidia-nvjitlink-cu12", "nvidia-cusparse-cu12", "nvidia-cublas-cu12", "nvidia-nccl-cu12",
+    "nvidia-nvjitlink", "nvidia-cusparse", "nvidia-cublas", "nvidia-nccl-cu13",
 )
 
 

@@ -208,6 +208,23 @@ def _shm(info: PlatformInfo) -> None:
     info.shm_total, info.shm_free = st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
 
 
+def iommu_state(iommu_units: list[str], cmdline: str) -> str:
+    """An IOMMU translating DMA makes PCIe switches route peer-to-peer through the root complex
+    (ACS): NCCL's P2P crawls or hangs. iommu=pt (passthrough) keeps it out of the GPUs' way."""
+    if not iommu_units:
+        return "off"
+    args = cmdline.split()
+    return "passthrough" if "iommu=pt" in args or "iommu.passthrough=1" in args else "on"
+
+
+def _iommu(info: PlatformInfo) -> None:
+    try:
+        units = sorted(os.listdir("/sys/class/iommu"))
+    except OSError:
+        return          # not Linux, or sysfs not mounted: unknown
+    info.iommu = iommu_state(units, _read("/proc/cmdline") or "")
+
+
 def _user() -> Optional[str]:
     try:
         import getpass
@@ -264,6 +281,7 @@ def probe() -> tuple[PlatformInfo, Optional[str]]:
     info.container = detect_container(os.environ, existing, _read("/proc/1/cgroup") or "")
     _memory(info, errors)
     _shm(info)
+    _iommu(info)
     try:
         info.cwd = os.getcwd()
     except OSError as exc:  # the working directory was deleted under us

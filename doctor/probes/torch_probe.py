@@ -44,6 +44,8 @@ def torch_info_from(payload: Optional[dict], res: CommandResult) -> tuple[TorchI
                     for i, d in enumerate(p.get("devices") or [])]
     info.bf16_supported = p.get("bf16_supported")
     info.bf16_native = p.get("bf16_native")
+    info.nccl_version = p.get("nccl_version")
+    info.nccl_library = p.get("nccl_library")
     problems = ([stopped] if stopped else []) + list(p.get("errors") or [])
     info.error = "; ".join(problems) or None
     return info, info.error

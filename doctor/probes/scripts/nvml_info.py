@@ -53,8 +53,10 @@ def main(marker):
     out["nvml_version"] = _text(query("nvmlSystemGetNVMLVersion()", N.nvmlSystemGetNVMLVersion))
     count = query("nvmlDeviceGetCount()", N.nvmlDeviceGetCount) or 0
     out["gpus"] = []
+    handles = {}
     for i in range(count):
         handle = query(f"nvmlDeviceGetHandleByIndex({i})", N.nvmlDeviceGetHandleByIndex, i)
+        handles[i] = handle
         gpu = {"index": i}
         out["gpus"].append(gpu)
         if handle is None:
@@ -85,6 +87,14 @@ def main(marker):
             for proc in ask(call) or []:
                 # usedGpuMemory is None under WDDM / WSL: NVML does not know it.
                 gpu["processes"].append({"pid": proc.pid, "used_memory": proc.usedGpuMemory, "kind": kind})
+    # Peer-to-peer read capability per GPU pair, as NCCL's P2P transport would use it (0 = OK).
+    out["p2p"] = {}
+    p2p = getattr(N, "nvmlDeviceGetP2PStatus", None)
+    for i in range(count):
+        for j in range(i + 1, count):
+            if p2p is not None and handles.get(i) is not None and handles.get(j) is not None:
+                out["p2p"][f"{i}-{j}"] = query(f"nvmlDeviceGetP2PStatus({i},{j})", p2p, handles[i], handles[j],
+                                               getattr(N, "NVML_P2P_CAPS_INDEX_READ", 0))
     emit("nvmlShutdown()")
     try:
         N.nvmlShutdown()

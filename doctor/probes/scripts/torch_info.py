@@ -81,4 +81,19 @@ def main(marker):
             return torch.cuda.get_device_capability()[0] >= 8
 
     out["bf16_native"] = attempt("torch.cuda.is_bf16_supported(including_emulation=False)", bf16_native)
+
+    def nccl():
+        # The NCCL this torch really loads (the pip nvidia-nccl wheel or a system copy) and its version.
+        try:
+            import torch.cuda.nccl as torch_nccl
+        except ImportError:     # Windows builds have no NCCL
+            return
+        version = torch_nccl.version()
+        out["nccl_version"] = ".".join(map(str, version)) if isinstance(version, tuple) else str(version)
+        with open("/proc/self/maps") as fh:
+            out["nccl_library"] = next((line.split(None, 5)[5].strip() for line in fh
+                                        if "libnccl" in line and len(line.split(None, 5)) == 6), None)
+
+    if count:
+        attempt("torch.cuda.nccl.version()", nccl)
     emit(None)
