@@ -58,6 +58,7 @@ class TorchInfo:
     bf16_native: Optional[bool] = None           # including_emulation=False / capability >= 8.0
     init_warning: Optional[str] = None           # e.g. "The NVIDIA driver on your system is too old"
     error: Optional[str] = None
+    from_cache: Optional[str] = None             # set when read from the torch facts cache: when it was probed
 
 
 @dataclass

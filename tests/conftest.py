@@ -39,3 +39,13 @@ def spawn():
 @pytest.fixture
 def python_exe() -> str:
     return sys.executable
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_torch_facts_cache(tmp_path_factory):
+    """The torch facts cache (doctor/probes/torch_cache.py) goes to a folder of this session, never the
+    user's ~/.cache: tests neither read a stale answer from a previous run nor leave files behind."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+    yield
+    mp.undo()
