@@ -25,6 +25,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import re
 import sys
 import tempfile
 from dataclasses import replace
@@ -114,8 +115,8 @@ def _driver() -> dict[str, Any]:
         wsl = {str(p): _stat(p) for p in sorted(Path(wsl_dir).glob(wsl_glob))}
     except OSError:
         wsl = {}
-    try:
-        nodes = sorted(n for n in os.listdir("/dev") if n.startswith("nvidia"))
+    try:   # /dev/nvidia0, nvidia1 ...: one per GPU. Not nvidia-uvm, which the first CUDA use creates.
+        nodes = sorted(n for n in os.listdir("/dev") if re.fullmatch(r"nvidia\d+", n))
     except OSError:
         nodes = []
     return {"files": {p: _read_small(p) for p in DRIVER_FILES}, "wsl": wsl, "nodes": nodes,
