@@ -49,4 +49,3 @@ def spawn():
 @pytest.fixture
 def python_exe() -> str:
     return sys.executable
-
