@@ -2,6 +2,11 @@
 """Benchmark (not a test): wall time of `doctor run --json` against `python -m torch.utils.collect_env`
 in the same environment, median of N interleaved runs after one untimed warm-up of each.
 
+`doctor run` is measured twice: cold (an empty torch facts cache, a new folder each run: the first
+run on a machine, which imports torch and writes the cache) and warm (the cache written by the
+warm-up run: a second run, which does not import torch). Both caches live in a temporary
+XDG_CACHE_HOME, so the user's ~/.cache is neither read nor written.
+
     python benchmarks/bench_run_vs_collect_env.py                  # 5 runs, writes benchmarks/run-vs-collect-env.md
     python benchmarks/bench_run_vs_collect_env.py --runs 9 --out /tmp/bench/h100.md
 
@@ -17,6 +22,7 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Optional
@@ -66,35 +72,50 @@ def _env() -> dict:
     return env
 
 
+COLD, WARM, COLLECT = "doctor run --json (cold)", "doctor run --json (warm)", "python -m torch.utils.collect_env"
+
+
 def measure(python: str, runs: int, timeout: float) -> dict:
     commands = {
-        "doctor run --json": [python, "-m", "doctor", "run", "--json"],
-        "python -m torch.utils.collect_env": [python, "-m", "torch.utils.collect_env"],
+        COLD: [python, "-m", "doctor", "run", "--json"],
+        WARM: [python, "-m", "doctor", "run", "--json"],
+        COLLECT: [python, "-m", "torch.utils.collect_env"],
     }
     samples: dict[str, list[float]] = {name: [] for name in commands}
     exits: dict[str, list] = {name: [] for name in commands}
     output_lines: dict[str, int] = {}
-    probe_times: dict[str, list[float]] = {}
+    probe_times: dict[str, dict[str, list[float]]] = {COLD: {}, WARM: {}}
+    from_cache: dict[str, list] = {COLD: [], WARM: []}
     last_report = None
-    env = _env()
-    for i in range(runs + 1):                 # run 0 warms the page cache and is not counted
-        for name, argv in commands.items():   # interleaved, so drift hits both alike
-            res = run_command(argv, timeout=timeout, env=env, cwd=str(ROOT))
-            if i == 0:
-                continue
-            samples[name].append(res.duration_s)
-            exits[name].append("timeout" if res.timed_out else res.returncode)
-            output_lines[name] = len(res.stdout.splitlines())
-            if name.startswith("doctor") and res.stdout.strip().startswith("{"):
-                last_report = json.loads(res.stdout)
-                for p in last_report["facts"]["probes"]:
-                    probe_times.setdefault(p["name"], []).append(p["duration_s"])
+    base_env = _env()
+    with tempfile.TemporaryDirectory(prefix="bench-doctor-cache-") as tmp:
+        warm_env = dict(base_env, XDG_CACHE_HOME=str(Path(tmp) / "warm"))
+        for i in range(runs + 1):                 # run 0 warms the page cache (and the warm cache): not counted
+            for name, argv in commands.items():   # interleaved, so drift hits all alike
+                env = base_env
+                if name == COLD:
+                    env = dict(base_env, XDG_CACHE_HOME=str(Path(tmp) / f"cold-{i}"))   # empty every time
+                elif name == WARM:
+                    env = warm_env
+                res = run_command(argv, timeout=timeout, env=env, cwd=str(ROOT))
+                if i == 0:
+                    continue
+                samples[name].append(res.duration_s)
+                exits[name].append("timeout" if res.timed_out else res.returncode)
+                output_lines[name] = len(res.stdout.splitlines())
+                if name in probe_times and res.stdout.strip().startswith("{"):
+                    last_report = json.loads(res.stdout)
+                    from_cache[name].append(bool(last_report["facts"]["torch"].get("from_cache")))
+                    for p in last_report["facts"]["probes"]:
+                        probe_times[name].setdefault(p["name"], []).append(p["duration_s"])
     result = {"runs": runs, "commands": {}}
     for name in commands:
         xs = samples[name]
         result["commands"][name] = {"median_s": statistics.median(xs), "min_s": min(xs), "max_s": max(xs),
                                     "samples_s": xs, "exit_codes": exits[name], "output_lines": output_lines[name]}
-    result["probe_median_s"] = {k: statistics.median(v) for k, v in probe_times.items()}
+    result["probe_median_s"] = {name: {k: statistics.median(v) for k, v in times.items()}
+                                for name, times in probe_times.items()}
+    result["torch_from_cache"] = from_cache
     facts = (last_report or {}).get("facts")
     result["doctor_findings"] = [f["id"] for f in (last_report or {}).get("findings", [])]
     result["doctor_probes"] = len((facts or {}).get("probes", []))
@@ -107,13 +128,15 @@ def measure(python: str, runs: int, timeout: float) -> dict:
 
 def render(result: dict, date: str) -> str:
     m = result["machine"]
-    doctor = result["commands"]["doctor run --json"]
-    collect = result["commands"]["python -m torch.utils.collect_env"]
+    cold, warm = result["commands"][COLD], result["commands"][WARM]
+    collect = result["commands"][COLLECT]
     lines = [
         "# `doctor run` vs `python -m torch.utils.collect_env`",
         "",
         f"Measured {date} with `benchmarks/bench_run_vs_collect_env.py --runs {result['runs']}`: wall time of "
-        "each command as a fresh process, median of the runs, interleaved, after one untimed warm-up of each.",
+        "each command as a fresh process, median of the runs, interleaved, after one untimed warm-up of each. "
+        "Cold: an empty torch facts cache (first run: imports torch, writes the cache); warm: the cache "
+        "written by the warm-up run (no `import torch`).",
         "",
         "| machine | |", "|---|---|",
         f"| CPU | {m['cpu']} ({m['cores']} cores) |",
@@ -121,29 +144,30 @@ def render(result: dict, date: str) -> str:
         f"| GPU | {m['gpus']} (driver {m['driver']}) |",
         f"| Python / torch / doctor | {m['python']} / {m['torch']} / {m['doctor']} |",
         "",
-        "| command | median s | min s | max s | exit codes | output lines |", "|---|---|---|---|---|---|",
+        "| command | median s | min s | max s | vs collect_env | exit codes | output lines |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, c in result["commands"].items():
-        lines.append(f"| `{name}` | {c['median_s']:.2f} | {c['min_s']:.2f} | {c['max_s']:.2f} | "
+        ratio = c["median_s"] / collect["median_s"] if collect["median_s"] else float("nan")
+        lines.append(f"| `{name}` | {c['median_s']:.2f} | {c['min_s']:.2f} | {c['max_s']:.2f} | {ratio:.2f}x | "
                      f"{', '.join(map(str, c['exit_codes']))} | {c['output_lines']} |")
-    ratio = doctor["median_s"] / collect["median_s"] if collect["median_s"] else float("nan")
+    hits = result["torch_from_cache"]
     lines += [
         "",
-        f"`doctor run` took **{ratio:.2f}x** collect_env's time. collect_env exited "
+        f"Cold `doctor run` took **{cold['median_s'] / collect['median_s']:.2f}x** collect_env's time, warm "
+        f"**{warm['median_s'] / collect['median_s']:.2f}x**. torch facts read from the cache: cold "
+        f"{sum(hits[COLD])}/{len(hits[COLD])} runs, warm {sum(hits[WARM])}/{len(hits[WARM])}. collect_env exited "
         f"{', '.join(map(str, sorted(set(collect['exit_codes']), key=str)))}; it prints versions. The doctor "
         f"ran {result['doctor_probes']} probes concurrently (each under a timeout, torch imported only in a child) "
         f"and {result['doctor_checks']} checks, and reported: {', '.join(result['doctor_findings']) or 'no findings'}.",
         "",
-        f"Both commands pay for one `import torch`: inside the doctor, the torch probe (a child Python that "
-        f"imports torch and asks it about CUDA) took {result['probe_median_s'].get('torch', float('nan')):.2f} s "
-        f"of its {doctor['median_s']:.2f} s.",
-        "",
         "Median time of each probe inside `doctor run` (they run concurrently; the slowest bounds the run):",
         "",
-        "| probe | median s |", "|---|---|",
+        "| probe | cold s | warm s |", "|---|---|---|",
     ]
-    for name, t in sorted(result["probe_median_s"].items(), key=lambda kv: -kv[1]):
-        lines.append(f"| {name} | {t:.2f} |")
+    pc, pw = result["probe_median_s"][COLD], result["probe_median_s"][WARM]
+    for name in sorted(pc, key=lambda k: -pc[k]):
+        lines.append(f"| {name} | {pc[name]:.2f} | {pw.get(name, float('nan')):.2f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -111,9 +111,13 @@ def run(
     smoke: Annotated[bool, typer.Option("--smoke", help="Also run the kernel smoke test (see `doctor smoke`).")] = False,
     overrides: ConfigOverrides = None,
     log: Annotated[Optional[List[Path]], typer.Option("--log", help="A training log or pasted traceback to match against known messages (repeatable; last 2 MiB read).")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Probe torch afresh instead of reading the torch facts cache (also DOCTOR_NO_CACHE=1).")] = False,
 ) -> int:
     """Check this machine (and a training config, if given): a ranked remediation report."""
+    from doctor.probes import torch_cache  # torch facts cache (issue 14)
     from doctor.run_command import run_doctor
+
+    torch_cache.set_enabled(not no_cache)  # torch facts cache (issue 14)
 
     return run_doctor(config=config, facts_path=facts, save_facts=save_facts, json_out=json_out,
                       markdown=markdown, out_dir=out, gpu=gpu, only=only, overrides=overrides, logs=log,

@@ -56,6 +56,7 @@ class TorchInfo:
     arch_list: list[str] = field(default_factory=list)   # torch.cuda.get_arch_list()
     bf16_supported: Optional[bool] = None        # is_bf16_supported(): counts emulation
     bf16_native: Optional[bool] = None           # including_emulation=False / capability >= 8.0
+    from_cache: Optional[str] = None             # set when read from the torch facts cache: when it was probed
     init_warning: Optional[str] = None           # e.g. "The NVIDIA driver on your system is too old"
     error: Optional[str] = None
     nccl_version: Optional[str] = None           # torch.cuda.nccl.version(), "2.27.3"

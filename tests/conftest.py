@@ -14,6 +14,16 @@ EXAMPLES = ROOT / "examples"
 FACT_SNAPSHOTS = EXAMPLES / "facts"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_torch_facts_cache(tmp_path_factory):
+    """The torch facts cache (doctor/probes/torch_cache.py) goes to a folder of this session, never the
+    user's ~/.cache: tests neither read a stale answer from a previous run nor leave files behind."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture
 def spawn():
     """Start a real process (own session) and kill its whole tree at teardown, pass or fail."""

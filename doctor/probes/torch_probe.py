@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Optional
 
 from doctor.facts import TorchDevice, TorchInfo
+from doctor.probes import torch_cache  # torch facts cache (issue 14)
 from doctor.probes.child import run_script, unfinished
 from doctor.probes.timeouts import TORCH_IMPORT_S, scaled
 from doctor.runner import CommandResult
@@ -52,5 +53,10 @@ def torch_info_from(payload: Optional[dict], res: CommandResult) -> tuple[TorchI
 
 
 def probe() -> tuple[TorchInfo, Optional[str]]:
+    cached, key = torch_cache.lookup()   # torch facts cache (issue 14): a hit skips `import torch`
+    if cached is not None:
+        return cached, None
     res, payload = run_script("torch_info", timeout=scaled(TORCH_IMPORT_S))
-    return torch_info_from(payload, res)
+    info, error = torch_info_from(payload, res)
+    torch_cache.store(key, info)         # torch facts cache (issue 14): only a clean, complete answer
+    return info, error
