@@ -44,7 +44,7 @@ def collate(batch):
     if a.raise_at and calls["n"] == a.raise_at + 1:
         raise ValueError(f"bad sample in the batch of step {a.raise_at}")
     ids = torch.tensor([b["input_ids"] for b in batch])
-    return {"input_ids": ids, "labels": ids.clone()}
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
 
 
 if a.prompt:
@@ -62,8 +62,13 @@ if a.sft:
     from trl import SFTConfig, SFTTrainer
     args = SFTConfig(**kw, dataset_text_field=None, remove_unused_columns=False, packing=False)
     from datasets import Dataset
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+    vocab = {"[UNK]": 0, "[PAD]": 1}
+    tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel(vocab, unk_token="[UNK]")),
+                                  unk_token="[UNK]", pad_token="[PAD]", eos_token="[PAD]")
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), data_collator=collate,
-                         callbacks=callbacks)
+                         processing_class=tok, callbacks=callbacks)
 else:
     trainer = Trainer(model=model, args=TrainingArguments(**kw, remove_unused_columns=False),
                       train_dataset=rows, data_collator=collate, callbacks=callbacks)
