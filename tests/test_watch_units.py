@@ -1,0 +1,111 @@
+"""doctor watch without a training run: crash classification from recorded stderr tails, the shared
+watchdog's activity and second-stall rules, and the in-child hook's promise never to break the
+user's program (unwritable channel, a shadowed sitecustomize, no double registration)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from doctor.repro.watchdog import StallPolicy, Watch
+from doctor.watch.crash import classify_crash, last_traceback
+from doctor.watch.runner import INSTRUMENT_DIR
+
+OOM_TAIL = """{'loss': 1.2}
+[rank0]: Traceback (most recent call last):
+[rank0]:   File "/home/u/train.py", line 88, in <module>
+[rank0]:     trainer.train()
+[rank0]:   File "/venv/lib/python3.11/site-packages/torch/nn/modules/module.py", line 1751, in _call_impl
+[rank0]:     return forward_call(*args, **kwargs)
+[rank0]: torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 3.91 GiB. GPU 0 has a total capacity of 10.75 GiB of which 1.02 GiB is free.
+"""
+NCCL_TAIL = ("[rank1]:[E321 02:07:08.4 ProcessGroupNCCL.cpp:607] [Rank 1] Watchdog caught collective operation timeout: "
+             "WorkNCCL(SeqNum=1580, OpType=ALLREDUCE, Timeout(ms)=600000) ran for 600060 milliseconds before timing out.\n")
+
+
+def test_oom_with_torchrun_prefixes_is_classified_with_the_user_frame():
+    c = classify_crash(OOM_TAIL, 1)
+    assert c.id == "cuda-oom" and c.row.get("oom")
+    assert c.exc_type == "torch.OutOfMemoryError" and "Tried to allocate 3.91 GiB" in c.message
+    assert c.where == "train.py:88 in <module>"           # the user's frame, not torch's
+
+
+@pytest.mark.parametrize("tail,code,expected", [
+    (NCCL_TAIL, -6, "nccl-timeout"),
+    ("RuntimeError: CUDA error: an illegal memory access was encountered\n", 1, "cuda-illegal-access"),
+    ("../aten/src/ATen/native/cuda/Indexing.cu: Assertion failed\nCUDA error: device-side assert triggered\n", 1,
+     "cuda-device-assert"),
+    ("torch.distributed.DistStoreError: Timed out after 1801 seconds waiting for clients. 1/2 clients joined.\n", 1,
+     "rendezvous-timeout"),
+    ("loading shards 3/4\n", -9, "killed"),
+    ("step 3\n", -11, "segfault"),
+    ('Traceback (most recent call last):\n  File "t.py", line 2, in <module>\n    f()\nKeyError: \'text\'\n', 1,
+     "exception"),
+    ("usage: train.py [-h]\ntrain.py: error: unrecognized arguments: --foo\n", 2, "exit"),
+])
+def test_crash_rows(tail, code, expected):
+    assert classify_crash(tail, code).id == expected
+
+
+def test_a_clean_exit_is_no_crash_and_the_last_traceback_wins():
+    assert classify_crash("Traceback (most recent call last):\nValueError: x\n", 0) is None
+    tail = ('Traceback (most recent call last):\n  File "a.py", line 1, in f\nKeyError: 1\n\nDuring handling...\n'
+            'Traceback (most recent call last):\n  File "b.py", line 9, in g\nTypeError: bad\n')
+    tb, etype, msg, frames = last_traceback(tail)
+    assert (etype, msg, frames[-1]["filename"]) == ("TypeError", "bad", "b.py")
+
+
+def test_watchdog_activity_counts_only_outside_training_and_a_stall_is_reported_once():
+    w = Watch(StallPolicy(floor_s=3, factor=5, first_step_grace_s=50, startup_grace_s=10), started=0.0)
+    w.feed({"kind": "activity", "t": 8.0})
+    assert not w.overdue(17.0) and w.overdue(18.5)         # start-up: output/CPU is progress
+    w.acknowledge()
+    assert not w.overdue(40.0)                             # the same stall is not reported again
+    w.feed({"kind": "activity", "t": 41.0})
+    assert w.overdue(51.5)                                 # progress, then quiet again: a second stall
+    w.feed({"kind": "phase", "phase": "training", "t": 60.0})
+    w.feed({"kind": "step", "step": 1, "duration_s": 1.0, "t": 61.0})
+    w.feed({"kind": "activity", "t": 70.0})                # training: output is no step
+    assert not w.overdue(65.5) and w.overdue(66.5)     # 5 x median 1 s after the step, activity or not
+
+
+def _run_python(code: str, env: dict, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], env=env, cwd=str(cwd), capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_the_hook_never_breaks_the_program_and_chains_to_the_users_sitecustomize(tmp_path):
+    user_site = tmp_path / "usersite"
+    user_site.mkdir()
+    (user_site / "sitecustomize.py").write_text("import builtins\nbuiltins.USER_SITE_RAN = True\n")
+    bad_channel = tmp_path / "a-directory"           # os.open(O_WRONLY) on a folder fails
+    bad_channel.mkdir()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(INSTRUMENT_DIR), str(user_site)]),
+               DOCTOR_WATCH_EVENTS=str(bad_channel))
+    r = _run_python("import builtins, sys; print(getattr(builtins, 'USER_SITE_RAN', False)); "
+                    "import doctor_watch_hook as h; h.emit('step', step=1); print('ok'); sys.exit(4)", env, tmp_path)
+    assert r.returncode == 4 and r.stdout.split() == ["True", "ok"], r.stderr
+    assert r.stderr == ""
+
+
+def test_explicit_callback_and_automatic_hook_register_once(tmp_path):
+    events = tmp_path / "events.jsonl"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(INSTRUMENT_DIR), str(Path(__file__).resolve().parents[1])]),
+               DOCTOR_WATCH_EVENTS=str(events), OMP_NUM_THREADS="1")
+    code = """
+from transformers import Trainer, TrainingArguments, LlamaConfig, LlamaForCausalLM
+from doctor.watch import DoctorCallback
+m = LlamaForCausalLM(LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                 num_attention_heads=2, num_key_value_heads=2))
+t = Trainer(model=m, args=TrainingArguments(output_dir='o', report_to=[], use_cpu=True), callbacks=[DoctorCallback()])
+print(sum(getattr(cb, '_doctor_watch', False) for cb in t.callback_handler.callbacks))
+"""
+    r = _run_python(code, env, tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split()[-1] == "1"
+    kinds = [json.loads(line)["kind"] for line in events.read_text().splitlines()]
+    assert "hooked" in kinds
