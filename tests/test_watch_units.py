@@ -109,3 +109,18 @@ print(sum(getattr(cb, '_doctor_watch', False) for cb in t.callback_handler.callb
     assert r.stdout.split()[-1] == "1"
     kinds = [json.loads(line)["kind"] for line in events.read_text().splitlines()]
     assert "hooked" in kinds
+
+
+def test_the_step_log_follows_one_rank():
+    from doctor.watch.api import collect
+    from doctor.watch.result import WatchResult
+
+    events = [{"kind": "phase", "phase": "training", "t": 1.0, "pid": 10}]
+    for step in (1, 2):
+        for pid in (10, 11):                        # two ranks, both reporting every step
+            events.append({"kind": "step", "step": step, "t": 1.0 + step, "pid": pid, "duration_s": 1.0})
+            events.append({"kind": "loss", "step": step, "t": 1.0 + step, "pid": pid, "loss": float(pid)})
+    r = WatchResult(command=["torchrun"], out_dir="x")
+    collect(r, events)
+    assert [s.step for s in r.steps] == [1, 2] and {s.loss for s in r.steps} == {10.0}
+    assert r.progress == "trainer"

@@ -65,10 +65,12 @@ def prepare(opts: WatchOptions) -> Path:
 
 def collect(result: WatchResult, events: list[dict]) -> None:
     """Fold the hook's events into the result: steps (with loss and lr), notes, progress mode."""
-    losses = {e.get("step"): e for e in events if e.get("kind") == "loss"}
+    # under torchrun every rank reports: the step log follows the first process that reported a step
+    reporter = next((e.get("pid") for e in events if e.get("kind") == "step"), None)
+    losses = {e.get("step"): e for e in events if e.get("kind") == "loss" and e.get("pid") == reporter}
     for e in events:
         kind = e.get("kind")
-        if kind == "step":
+        if kind == "step" and e.get("pid") == reporter:
             lo = losses.get(e.get("step")) or {}
             result.steps.append(WatchStep(
                 step=int(e["step"]), t_end=float(e["t"]), duration_s=e.get("duration_s"), loss=lo.get("loss"),
