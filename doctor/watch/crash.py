@@ -80,6 +80,8 @@ def classify_crash(tail: str, exit_code: Optional[int]) -> Optional[CrashRead]:
                              where=_where(frames), frames=frames)
     last = next((ln.strip() for ln in reversed(text.splitlines()) if ln.strip()), "")
     generic = {"id": "exit", "severity": "error", "title": "The command exited with code {code}",
-               "why": "It printed no traceback; its last line was: {last}", "remediation": "", "links": []}
+               "why": ("It printed no traceback on stderr; its last line there: {last}" if last else
+                       "It printed nothing on stderr: the reason is in its own output (stdout) or exit code."),
+               "remediation": "", "links": []}
     return CrashRead(id="exit", row=generic, message=last[:300] or (f"signal {sig}" if sig else ""),
                      where="?")

@@ -101,7 +101,7 @@ def progress_finding(r: WatchResult) -> Optional[Finding]:
               "process that spins (a busy loop, NCCL polling) is not seen as stalled.",
         remediation="Use a transformers/TRL/Unsloth Trainer, or add `callbacks=[DoctorCallback()]` "
                     "(from doctor.watch import DoctorCallback) to your own.",
-        evidence={"notes": "; ".join(r.notes) or None})
+        evidence={"notes": "; ".join(r.notes)} if r.notes else {"instrumentation": "no event from the command"})
 
 
 def diagnose(r: WatchResult, vram_line: Optional[str] = None, prompt_line: str = "") -> tuple[str, list[Finding]]:

@@ -41,7 +41,8 @@ def summary_rows(r: WatchResult) -> list[tuple[str, str]]:
                                    f"{s.info.reason}); attach: {(s.diagnosis or {}).get('cause') or s.diagnosis_error}"
                                    + ("; recovered" if s.recovered else "")))
     if r.crash:
-        rows.append(("Crash", f"{r.crash.get('id')}: {(r.crash.get('exc_type') or '')} {r.crash.get('message', '')[:160]}"))
+        what = f"{r.crash.get('exc_type') or ''} {r.crash.get('message', '')[:160]}".strip() or f"exit code {r.exit_code}"
+        rows.append(("Crash", f"{r.crash.get('id')}: {what}"))
     rows.append(("Cause", r.cause))
     rows.append(("Output", r.out_dir + (" (chart step_times.png)" if r.chart_path else "")))
     return rows
