@@ -124,3 +124,20 @@ def test_the_step_log_follows_one_rank():
     collect(r, events)
     assert [s.step for s in r.steps] == [1, 2] and {s.loss for s in r.steps} == {10.0}
     assert r.progress == "trainer"
+
+
+def test_an_oom_finding_carries_the_vram_estimate_and_the_step():
+    from doctor.watch.diagnose import diagnose
+    from doctor.watch.result import WatchResult, WatchStep
+
+    c = classify_crash(OOM_TAIL, 1)
+    r = WatchResult(command=["python", "train.py"], out_dir="x", progress="trainer", exit_code=1,
+                    steps=[WatchStep(step=1, t_end=1.0, duration_s=2.0, mem_peak=9 << 30)],
+                    crash={"id": c.id, "row": c.row, "exc_type": c.exc_type, "message": c.message,
+                           "traceback": c.traceback, "where": c.where})
+    cause, findings = diagnose(r, vram_line="peak 12.1 GiB (10.9-13.4 GiB) vs 10.2 GiB usable: does not fit")
+    f = findings[0]
+    assert cause == "crash:cuda-oom" and f.id == "watch.crash.cuda-oom"
+    assert f.title == "CUDA out of memory at train.py:88 in <module> (step 2)"
+    assert "does not fit" in f.why and f.evidence["vram_estimate"].startswith("peak 12.1 GiB")
+    assert f.evidence["last_step_peak_vram"] == 9 << 30
