@@ -141,3 +141,35 @@ def test_an_oom_finding_carries_the_vram_estimate_and_the_step():
     assert f.title == "CUDA out of memory at train.py:88 in <module> (step 2)"
     assert "does not fit" in f.why and f.evidence["vram_estimate"].startswith("peak 12.1 GiB")
     assert f.evidence["last_step_peak_vram"] == 9 << 30
+
+
+def test_saving_a_checkpoint_is_a_phase_not_a_stalled_step(tmp_path, monkeypatch):
+    import types
+
+    from doctor.watch.instrument import doctor_watch_hook as h
+
+    events = tmp_path / "events.jsonl"
+    monkeypatch.setenv(h.ENV_EVENTS, str(events))
+    monkeypatch.setitem(h._state, "off", False)
+
+    class Trainer:                                  # the two methods the hook wraps, nothing else
+        def __init__(self):
+            self.callback_handler = types.SimpleNamespace(callbacks=[])
+
+        def add_callback(self, cb):
+            self.callback_handler.callbacks.append(cb)
+
+        def _save_checkpoint(self, model, trial):
+            return "saved"
+
+    h.patch_trainer(types.SimpleNamespace(Trainer=Trainer))
+    t = Trainer()
+    assert t._save_checkpoint(None, None) == "saved"
+    assert len(t.callback_handler.callbacks) == 1
+    phases = [json.loads(x).get("phase") for x in events.read_text().splitlines() if '"phase"' in x]
+    assert phases == ["saving", "training"]
+    w = Watch(StallPolicy(floor_s=3, factor=5, first_step_grace_s=50, startup_grace_s=100), started=0.0)
+    for ev, t_ in (({"kind": "phase", "phase": "training"}, 1.0), ({"kind": "step", "step": 1, "duration_s": 0.1}, 2.0),
+                   ({"kind": "phase", "phase": "saving"}, 3.0)):
+        w.feed(dict(ev, t=t_))
+    assert not w.overdue(60.0)                      # a long save is not a stalled step

@@ -151,10 +151,37 @@ def patch_trainer(module):
         setattr(__init__, MARK, True)
         __init__.__wrapped__ = original
         trainer_cls.__init__ = __init__
+        for name, phase in LONG_CALLS:
+            _wrap_phase(trainer_cls, name, phase)
         emit("note", text="doctor watch: step reports on (transformers Trainer patched)")
         emit("hooked", target="transformers.Trainer")
     except Exception as exc:
         emit("note", text="doctor watch: step reports not available: %s: %s" % (type(exc).__name__, exc))
+
+
+# Trainer methods that legitimately take longer than a step, between two steps: while one runs the
+# watchdog applies its start-up grace (with output/CPU activity) instead of the step deadline.
+LONG_CALLS = (("_save_checkpoint", "saving"), ("evaluate", "evaluating"))
+
+
+def _wrap_phase(cls, name, phase):
+    try:
+        original = getattr(cls, name, None)
+        if original is None or getattr(original, MARK, False):
+            return
+
+        def wrapper(self, *args, **kwargs):
+            emit("phase", phase=phase, detail=name)
+            try:
+                return original(self, *args, **kwargs)
+            finally:
+                emit("phase", phase="training", detail="back from " + name)
+
+        setattr(wrapper, MARK, True)
+        wrapper.__wrapped__ = original
+        setattr(cls, name, wrapper)
+    except Exception:
+        pass
 
 
 class _Finder:
