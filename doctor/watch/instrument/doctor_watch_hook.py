@@ -78,7 +78,7 @@ def make_callback_class(base):
             try:
                 self._t_end = time.time()
                 emit("phase", phase="training", detail="transformers Trainer")
-                emit("info", backend="transformers", model=type(kw.get("model")).__name__ if kw.get("model") is not None else None,
+                emit("info", hook="transformers.Trainer callback", model=type(kw.get("model")).__name__ if kw.get("model") is not None else None,
                      max_steps=getattr(state, "max_steps", None),
                      grad_accum=getattr(args, "gradient_accumulation_steps", None),
                      num_workers=getattr(args, "dataloader_num_workers", None))
