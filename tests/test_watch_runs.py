@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -66,8 +67,11 @@ def _run(args, cwd, stdin=subprocess.DEVNULL, **env) -> dict:
 
 def _watch(tmp: Path, name: str, options: list, command: list, stdin=subprocess.DEVNULL, **env) -> dict:
     out_dir = tmp / name
-    r = _run([sys.executable, "-m", "doctor", "watch", "--out", str(out_dir), *options, "--", *command],
+    bundle = [] if "--bundle" in options else ["--no-bundle"]       # probing the machine: one run is enough
+    options = [o for o in options if o != "--bundle"]
+    r = _run([sys.executable, "-m", "doctor", "watch", "--out", str(out_dir), *bundle, *options, "--", *command],
              cwd=str(tmp), stdin=stdin, **env)
+    r["dir"] = out_dir
     r["result"] = json.loads((out_dir / "result.json").read_text()) if (out_dir / "result.json").exists() else None
     return r
 
@@ -85,7 +89,7 @@ RUNS = {
     "sft": lambda tmp: _watch(tmp, "sft", [], [sys.executable, TINY, "--steps", "4", "--sft", "--out", "sft-out"]),
     "block": lambda tmp: _watch(tmp, "block", ["--stall-floor", str(FLOOR), "--kill-on-stall"],
                                 [sys.executable, TINY, "--steps", "20", "--block-at", "11", "--out", "b-out"]),
-    "raise": lambda tmp: _watch(tmp, "raise", [], [sys.executable, TINY, "--steps", "20", "--raise-at", "5",
+    "raise": lambda tmp: _watch(tmp, "raise", ["--bundle"], [sys.executable, TINY, "--steps", "20", "--raise-at", "5",
                                                    "--out", "r-out"]),
     "plain-raise": lambda tmp: _run([sys.executable, TINY, "--steps", "20", "--raise-at", "5", "--out", "pr-out"],
                                     str(tmp)),
@@ -177,6 +181,9 @@ def test_exception_at_step_5_is_reported_with_its_traceback(runs):
     assert "(step 5)" in f["title"] and "tiny_train.py" in f["evidence"]["where"]
     assert [s["step"] for s in res["steps"]] == [1, 2, 3, 4]
     assert "Traceback" in r["err"]            # the child's own traceback, passed through
+    with zipfile.ZipFile(r["dir"] / "bundle.zip") as z:     # the bundle for an issue, beside the report
+        assert "bad sample in the batch of step 5" in z.read("logs/stderr.log").decode()
+        assert "watch.crash.exception" in z.read("logs/report.md").decode()
     _no_survivors(r)
 
 

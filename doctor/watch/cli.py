@@ -38,6 +38,7 @@ def register(app, handles_errors, with_config_flags) -> None:
         out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default: reports/watch-<timestamp>/).")] = None,
         json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the versioned JSON envelope to this file (stdout belongs to the command).")] = None,
         markdown: Annotated[Optional[Path], typer.Option("--markdown", help="Also write the report as Markdown (report.md in --out always).")] = None,
+        no_bundle: Annotated[bool, typer.Option("--no-bundle", help="After a stall or crash, do not write bundle.zip (a redacted `doctor bundle` for an issue) into --out.")] = False,
     ) -> int:
         """Run your training under the doctor: catch a stall or crash as it happens; returns the command's exit code."""
         from doctor.watch.command import run_watch_command
@@ -45,4 +46,4 @@ def register(app, handles_errors, with_config_flags) -> None:
         return run_watch_command(argv=list(command), stall_floor=stall_floor, stall_factor=stall_factor,
                                  first_step_grace=first_step_grace, startup_grace=startup_grace,
                                  kill_on_stall=kill_on_stall, out=out, json_path=json_out, markdown=markdown,
-                                 progress=_progress)
+                                 progress=_progress, bundle=not no_bundle)

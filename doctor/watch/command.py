@@ -18,7 +18,8 @@ TITLE = "finetune doctor watch"
 
 def run_watch_command(*, argv: list, stall_floor: float, stall_factor: float, first_step_grace: float,
                       startup_grace: float, kill_on_stall: bool, out: Optional[Path], json_path: Optional[Path],
-                      markdown: Optional[Path], progress: Optional[Callable[[dict], None]]) -> int:
+                      markdown: Optional[Path], progress: Optional[Callable[[dict], None]],
+                      bundle: bool = True) -> int:
     from doctor.report.markdown import render_markdown
     from doctor.report.terminal import make_console, render_report
 
@@ -39,6 +40,37 @@ def run_watch_command(*, argv: list, stall_floor: float, stall_factor: float, fi
     else:
         sys.stderr.write(f"doctor watch: {len(result.steps)} step(s), no stall, exit code {result.exit_code}; "
                          f"report in {result.out_dir}/report.md\n")
+    if bundle and (result.stalls or result.crash):
+        write_bundle(result, argv)
     if result.killed_on_stall:
         return exitcodes.UNHEALTHY
     return result.exit_code if result.exit_code is not None else exitcodes.INTERNAL
+
+
+def write_bundle(result, argv: list) -> Optional[Path]:
+    """A `doctor bundle` of this machine beside the report, with the stderr log and the watch report
+    in it (redacted like every bundle); the training script as its config when it parses as one."""
+    from doctor.bundle.build import BundleOptions, make_bundle
+    from doctor.exitcodes import DoctorError
+
+    out = Path(result.out_dir)
+    path = out / "bundle.zip"
+    if path.exists() or path.is_symlink():
+        return None                          # never over an existing file
+    script = next((Path(a) for a in argv if str(a).endswith(".py") and Path(a).is_file()), None)
+    logs = [p for p in (out / "stderr.log", out / "report.md") if p.is_file()]
+    sys.stderr.write(f"doctor watch: writing a bundle for an issue report to {path} (probes this machine) ...\n")
+    for config in ([script, None] if script else [None]):
+        try:
+            opts = BundleOptions(out=path, config=config, logs=logs,
+                                 command_line="doctor watch -- " + " ".join(map(str, argv))[:300])
+            make_bundle(opts)
+            sys.stderr.write(f"doctor watch: bundle written: {path}\n")
+            return path
+        except DoctorError as exc:
+            if config is None:
+                sys.stderr.write(f"doctor watch: bundle not written: {exc.message}\n")
+        except Exception as exc:  # the bundle is a convenience: never lose the run's exit code over it
+            sys.stderr.write(f"doctor watch: bundle not written: {type(exc).__name__}: {exc}\n")
+            return None
+    return None
