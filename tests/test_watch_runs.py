@@ -1,6 +1,6 @@
 """doctor watch end to end, as a user runs it: `python -m doctor watch [options] -- python script ...`
 on real processes (a tiny random-init Llama under transformers' Trainer and TRL's SFTTrainer, a gloo
-rank, a script asking for input). Checks: same stdout and exit code as without the doctor; a
+rank, a script asking for input, torchrun with two ranks). Checks: same stdout and exit code as without the doctor; a
 collator blocking at step 11 is a data-pipeline stall at step 11 within its deadline; an exception
 at step 5 comes with its traceback; a prompt and a rendezvous are named; a second stall is reported
 and the run kept going; nothing is left running.
@@ -97,6 +97,9 @@ RUNS = {
     "rendezvous": lambda tmp: _watch(tmp, "rendezvous", ["--startup-grace", str(GRACE), "--kill-on-stall"],
                                      [sys.executable, str(SCRIPTS / "rendezvous.py")], RANK="0", WORLD_SIZE="2",
                                      LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port())),
+    "torchrun": lambda tmp: _watch(tmp, "torchrun", [], [str(Path(sys.executable).parent / "torchrun"),
+                                                         "--nproc-per-node", "2", "--master-port", str(_free_port()),
+                                                         TINY, "--steps", "4", "--out", "t-out"]),
     "twice": lambda tmp: _watch(tmp, "twice", ["--startup-grace", "2"],
                                 [sys.executable, str(SCRIPTS / "quiet_twice.py"), "5"]),
 }
@@ -215,4 +218,16 @@ def test_default_keeps_the_run_going_and_reports_a_second_stall(runs):
     assert res["stalls"][0]["recovered"]          # output came back after the first quiet spell
     assert res["progress"] == "activity"
     _finding(r, "watch.progress-unavailable")
+    _no_survivors(r)
+
+
+def test_torchrun_ranks_report_one_step_log(runs):
+    r = runs["torchrun"]
+    assert r["rc"] == 0, r["err"][-3000:]
+    assert r["out"].count("trained 4 steps") == 2            # both ranks trained
+    res = r["result"]
+    assert res["progress"] == "trainer" and [s["step"] for s in res["steps"]] == [1, 2, 3, 4]
+    steppers = {e["pid"] for e in map(json.loads, (r["dir"] / "events.jsonl").read_text().splitlines())
+                if e["kind"] == "step"}
+    assert len(steppers) == 2                                 # the hook loaded in every rank
     _no_survivors(r)
