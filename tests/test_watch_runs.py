@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -35,10 +36,19 @@ SLACK = 20.0         # bounds a runaway detector; not a benchmark (benchmarks/wa
 RUN_LIMIT_S = 400
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _free_ports(n: int) -> list[int]:
+    """n distinct free ports (all bound at once, so two runs never get the same one)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+RDZV_PORT, TORCHRUN_PORT = _free_ports(2)
 
 
 def _env(**extra) -> dict:
@@ -82,6 +92,26 @@ def _prompt(tmp):
                   [sys.executable, TINY, "--prompt"], stdin=subprocess.PIPE)
 
 
+def _interrupt(tmp):
+    """Ctrl-C as a terminal sends it: SIGINT to the foreground process group (the doctor and its child)."""
+    out_dir, err_p = tmp / "interrupt", tmp / "interrupt.stderr"
+    with open(err_p, "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "doctor", "watch", "--no-bundle", "--out", str(out_dir), "--",
+                                 sys.executable, str(SCRIPTS / "quiet_twice.py"), "60"], cwd=str(tmp), env=_env(),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while b"working 0" not in err_p.read_bytes() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        kill_tree(proc.pid)
+        proc.wait()
+    return {"rc": proc.returncode, "out": "", "err": err_p.read_text(errors="replace"), "dir": out_dir,
+            "result": json.loads((out_dir / "result.json").read_text()) if (out_dir / "result.json").exists() else None}
+
+
 RUNS = {
     "plain": lambda tmp: _run([sys.executable, TINY, "--steps", "6", "--out", "plain-out"], str(tmp), TINY_EXIT3="1"),
     "clean": lambda tmp: _watch(tmp, "clean", [], [sys.executable, TINY, "--steps", "6", "--out", "plain-out"],
@@ -96,10 +126,11 @@ RUNS = {
     "prompt": _prompt,
     "rendezvous": lambda tmp: _watch(tmp, "rendezvous", ["--startup-grace", str(GRACE), "--kill-on-stall"],
                                      [sys.executable, str(SCRIPTS / "rendezvous.py")], RANK="0", WORLD_SIZE="2",
-                                     LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port())),
+                                     LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(RDZV_PORT)),
     "torchrun": lambda tmp: _watch(tmp, "torchrun", [], [str(Path(sys.executable).parent / "torchrun"),
-                                                         "--nproc-per-node", "2", "--master-port", str(_free_port()),
+                                                         "--nproc-per-node", "2", "--master-port", str(TORCHRUN_PORT),
                                                          TINY, "--steps", "4", "--out", "t-out"]),
+    "interrupt": _interrupt,
     "twice": lambda tmp: _watch(tmp, "twice", ["--startup-grace", "2"],
                                 [sys.executable, str(SCRIPTS / "quiet_twice.py"), "5"]),
 }
@@ -230,4 +261,13 @@ def test_torchrun_ranks_report_one_step_log(runs):
     steppers = {e["pid"] for e in map(json.loads, (r["dir"] / "events.jsonl").read_text().splitlines())
                 if e["kind"] == "step"}
     assert len(steppers) == 2                                 # the hook loaded in every rank
+    _no_survivors(r)
+
+
+def test_ctrl_c_reaches_the_command_and_its_exit_code_comes_back(runs):
+    r = runs["interrupt"]
+    assert r["rc"] == 130, r["err"][-2000:]               # as the shell reports a SIGINT death
+    assert "KeyboardInterrupt" in r["err"]                # the command's own traceback, passed through
+    f = _finding(r, "watch.crash.interrupted")
+    assert f["severity"] == "info"
     _no_survivors(r)

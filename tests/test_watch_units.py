@@ -46,6 +46,9 @@ def test_oom_with_torchrun_prefixes_is_classified_with_the_user_frame():
     ('Traceback (most recent call last):\n  File "t.py", line 2, in <module>\n    f()\nKeyError: \'text\'\n', 1,
      "exception"),
     ("usage: train.py [-h]\ntrain.py: error: unrecognized arguments: --foo\n", 2, "exit"),
+    ('Traceback (most recent call last):\n  File "t.py", line 3, in <module>\n    time.sleep(9)\nKeyboardInterrupt\n',
+     -2, "interrupted"),
+    ("", -2, "interrupted"),
 ])
 def test_crash_rows(tail, code, expected):
     assert classify_crash(tail, code).id == expected

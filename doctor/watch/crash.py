@@ -69,9 +69,8 @@ def classify_crash(tail: str, exit_code: Optional[int]) -> Optional[CrashRead]:
     sig = -exit_code if exit_code is not None and exit_code < 0 else None
     text = _RANK_PREFIX.sub("", tail or "")
     for row in rows:
-        if "signal" in row:
-            hit = sig == row["signal"] and not etype
-        else:
+        hit = "signal" in row and sig == row["signal"] and (not etype or "pattern" in row)
+        if not hit and "pattern" in row:
             hit = bool(re.search(row["pattern"], text, re.M))
         if hit:
             if not etype and not message and sig is not None:

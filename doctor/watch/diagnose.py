@@ -25,7 +25,8 @@ FINDING_IDS = tuple(sorted(
     | set(STALL_IDS.values())
     | {"watch.crash.cuda-oom", "watch.crash.cuda-illegal-access", "watch.crash.cuda-device-assert",
        "watch.crash.nccl-timeout", "watch.crash.rendezvous-timeout", "watch.crash.killed", "watch.crash.segfault",
-       "watch.crash.exception", "watch.crash.exit", "watch.progress-unavailable", "watch.leftover-processes"
+       "watch.crash.exception", "watch.crash.exit", "watch.crash.interrupted", "watch.progress-unavailable",
+       "watch.leftover-processes"
 }))
 
 

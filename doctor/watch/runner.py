@@ -197,7 +197,7 @@ class Runner:
         # the child got the same Ctrl-C from the terminal; a second one stops the whole tree
         self._interrupts += 1
         if self._interrupts >= 2 and self.proc is not None:
-            threading.Thread(target=kill_tree, args=(self.proc.pid, 2.0), daemon=True).start()
+            threading.Thread(target=self._terminate, daemon=True).start()
 
     def _feed(self, w: Watch, ev: dict) -> None:
         self.events.append(ev)
@@ -247,11 +247,7 @@ class Runner:
             return []
         self._remember()
         if self.proc.poll() is None:
-            kill_tree(self.proc.pid, grace_s=3.0)
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
+            self._terminate()
         for pid, created in list(self.known.items()):
             if same_process(pid, created):
                 try:
@@ -260,6 +256,26 @@ class Runner:
                     pass
         time.sleep(0.1)
         return sorted(pid for pid, created in self.known.items() if same_process(pid, created))
+
+    def _terminate(self, grace_s: float = 3.0) -> None:
+        """SIGTERM the child, then its tree. Through Popen, not psutil: psutil would reap the child and
+        Popen would then report exit code 0 instead of the signal."""
+        self._remember()
+        try:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+            self.proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            try:
+                self.proc.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                pass
+        except OSError:
+            pass
+        for pid, created in list(self.known.items()):
+            if pid != self.proc.pid and same_process(pid, created):
+                kill_tree(pid, grace_s=grace_s)
 
     def exit_status(self) -> tuple[Optional[int], Optional[int]]:
         """(exit code as a shell reports it, signal) of the child."""
