@@ -154,7 +154,8 @@ def classify(snap: Snapshot) -> AttachReport:
 def _rendezvous_details(primary: ProcessAnalysis, table: sig.Table) -> list[str]:
     """Who is expected where: the world size and the rendezvous address from the process env."""
     s = primary.sample
-    addr = f"{s.master_addr or '?'}:{s.master_port or '?'}"
+    env = getattr(s, "dist_env", None) or {}     # MASTER_ADDR/PORT from /proc/<pid>/environ (attach/ranks.py)
+    addr = f"{env.get('MASTER_ADDR') or '?'}:{env.get('MASTER_PORT') or '?'}"
     if s.world_size:
         missing = f"{s.world_size - 1} other rank(s)" if s.world_size > 1 else "no one (WORLD_SIZE=1?)"
         line = f"rank {s.rank if s.rank is not None else '?'} of WORLD_SIZE={s.world_size} waits at {addr} for {missing}"

@@ -144,7 +144,6 @@ def describe(proc: psutil.Process, root_pid: int) -> ProcessSample:
     s.rank, s.local_rank = _environ_int(env, "RANK"), _environ_int(env, "LOCAL_RANK")
     s.world_size = _environ_int(env, "WORLD_SIZE")
     s.cuda_visible_devices = env.get("CUDA_VISIBLE_DEVICES")
-    s.master_addr, s.master_port = env.get("MASTER_ADDR"), env.get("MASTER_PORT")
     if s.python is False:
         s.role = "non-python"
         s.skipped = f"not a Python process ({s.name or os.path.basename(s.exe or '?')})"

@@ -34,8 +34,6 @@ class ProcessSample:
     local_rank: Optional[int] = None
     world_size: Optional[int] = None
     cuda_visible_devices: Optional[str] = None   # from /proc/<pid>/environ: maps LOCAL_RANK to a GPU
-    master_addr: Optional[str] = None    # MASTER_ADDR / MASTER_PORT from /proc/<pid>/environ (rendezvous)
-    master_port: Optional[str] = None
     python: Optional[bool] = None        # None = could not tell before dumping
     skipped: Optional[str] = None        # why it was not dumped
     exited: bool = False                 # gone before or during sampling
