@@ -99,10 +99,12 @@ def _register_commands() -> None:
     from doctor.bundle import cli as bundle_cli
     from doctor.repro import cli as repro_cli
     from doctor.vram import cli as vram_cli
-    from doctor.watch import cli as watch_cli
 
-    for module in (vram_cli, attach_cli, repro_cli, bundle_cli, watch_cli):
+    for module in (vram_cli, attach_cli, repro_cli, bundle_cli):
         module.register(app, handles_errors, with_config_flags)
+    from doctor.watch import cli as watch_cli        # doctor watch (issue 13)
+
+    watch_cli.register(app, handles_errors, with_config_flags)
 
 
 _register_commands()
