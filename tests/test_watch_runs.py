@@ -131,6 +131,8 @@ RUNS = {
     "torchrun": lambda tmp: _watch(tmp, "torchrun", [], [str(Path(sys.executable).parent / "torchrun"),
                                                          "--nproc-per-node", "2", "--master-port", str(PORTS["torchrun"]),
                                                          TINY, "--steps", "4", "--out", "t-out"]),
+    "busy": lambda tmp: _watch(tmp, "busy", ["--startup-grace", "2"],
+                               [sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 6: pass"]),
     "interrupt": _interrupt,
     "twice": lambda tmp: _watch(tmp, "twice", ["--startup-grace", "2"],
                                 [sys.executable, str(SCRIPTS / "quiet_twice.py"), "5"]),
@@ -274,3 +276,8 @@ def test_ctrl_c_reaches_the_command_and_its_exit_code_comes_back(runs):
     f = _finding(r, "watch.crash.interrupted")
     assert f["severity"] == "info"
     _no_survivors(r)
+
+
+def test_silent_cpu_work_is_progress_without_step_reports(runs):
+    r = runs["busy"]                       # 6 s of computing, no output, no Trainer: 3x the grace
+    assert r["rc"] == 0 and r["result"]["stalls"] == [], r["err"][-2000:]

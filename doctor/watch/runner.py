@@ -113,6 +113,7 @@ class Runner:
         self.events: list[dict] = []
         self.stalls: list[StallRecord] = []
         self.known: dict[int, float] = {}
+        self._cpu: dict[int, float] = {}          # pid -> CPU seconds at the last poll
         self.proc: Optional[subprocess.Popen] = None
         self.relay: Optional[StderrRelay] = None
         self.events_path = (out / "events.jsonl").resolve()
@@ -143,23 +144,29 @@ class Runner:
         except psutil.Error:
             pass
 
-    def _tree_cpu(self) -> float:
-        total = 0.0
+    def _cpu_moved(self) -> bool:
+        """Did any process of the tree use CPU since the last poll? Per process, so a worker that
+        exits (taking its CPU time out of any total) cannot hide the others' work."""
+        moved = 0.0
         for pid, created in list(self.known.items()):
             try:
                 p = psutil.Process(pid)
-                if abs(p.create_time() - created) < 0.5:
-                    t = p.cpu_times()
-                    total += t.user + t.system
+                if abs(p.create_time() - created) >= 0.5:
+                    continue
+                t = p.cpu_times()
+                now = t.user + t.system
             except psutil.Error:
                 continue
-        return total
+            moved += now - self._cpu.get(pid, 0.0)
+            self._cpu[pid] = now
+        return moved >= CPU_ACTIVE_S
 
     def watch(self) -> None:
         reader = EventReader(self.events_path)
         w = Watch(self.policy, started=time.time())
-        last_cpu_poll, last_cpu, last_out = 0.0, 0.0, 0.0
-        old = signal.signal(signal.SIGINT, self._on_sigint) if threading.current_thread() is threading.main_thread() else None
+        last_cpu_poll, last_out = 0.0, 0.0
+        main = threading.current_thread() is threading.main_thread()
+        old = signal.signal(signal.SIGINT, self._on_sigint) if main else None
         try:
             while True:
                 for ev in reader.read_new():
@@ -171,10 +178,9 @@ class Runner:
                     w.feed({"kind": "activity", "t": out_t, "what": "output"})
                 if now - last_cpu_poll >= CPU_POLL_S:
                     self._remember()
-                    cpu = self._tree_cpu()
-                    if cpu - last_cpu >= CPU_ACTIVE_S:
+                    if self._cpu_moved():
                         w.feed({"kind": "activity", "t": now, "what": "cpu"})
-                    last_cpu, last_cpu_poll = max(cpu, last_cpu), now
+                    last_cpu_poll = now
                 if self.proc.poll() is not None:
                     break
                 if w.overdue(now) and len(self.stalls) < self.max_stalls:
@@ -182,8 +188,9 @@ class Runner:
                     if self.kill_on_stall:
                         self.killed_on_stall = True
                         break
-                if self.stalls and not self.stalls[-1].recovered and w.last_progress > self.stalls[-1].info.detected_at:
-                    self.stalls[-1].recovered = True
+                last = self.stalls[-1] if self.stalls else None
+                if last is not None and not last.recovered and w.last_progress > last.info.detected_at:
+                    last.recovered = True
                 time.sleep(POLL_S)
         finally:
             if old is not None:
