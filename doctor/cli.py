@@ -142,6 +142,9 @@ def _register_commands() -> None:
 
     for module in (vram_cli, attach_cli, repro_cli, bundle_cli, smoke_cli):
         module.register(app, handles_errors, with_config_flags)
+    from doctor.watch import cli as watch_cli        # doctor watch (issue 13)
+
+    watch_cli.register(app, handles_errors, with_config_flags)
 
 
 _register_commands()

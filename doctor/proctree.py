@@ -62,3 +62,20 @@ def wait_for(predicate, timeout_s: float, interval_s: float = 0.05) -> bool:
             return True
         time.sleep(interval_s)
     return bool(predicate())
+
+
+def create_time(pid: int) -> float:
+    """psutil's create time, 0.0 when the process is gone: with the pid it names one process."""
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return 0.0
+
+
+def same_process(pid: int, created: float) -> bool:
+    """Alive, not a zombie, and not a new process that reused the pid."""
+    try:
+        p = psutil.Process(pid)
+        return p.status() != psutil.STATUS_ZOMBIE and abs(p.create_time() - created) < 0.5
+    except psutil.Error:
+        return False

@@ -121,6 +121,8 @@ def classify(snap: Snapshot) -> AttachReport:
         details = _rank_details(per_rank, cause) + details
     if cause in THREAD_WAITS:
         details = _thread_details(primary) + details
+    if cause in WAIT_DETAILS:
+        details = WAIT_DETAILS[cause](primary, table) + details
     pids = {p.sample.pid for p in procs}
     gstate, gsummary, devs = gpu_state(snap.gpu, pids, thresholds)
     # a thread spinning in a CUDA sync burns CPU but waits; only progress or Python work is "busy"
@@ -147,6 +149,48 @@ def classify(snap: Snapshot) -> AttachReport:
     return AttachReport(pid=snap.target_pid, cause=cause, findings=findings, processes=views, gpu=snap.gpu,
                         situation=situation, raw_dumps=snap.raw_dumps(), errors=errors,
                         duration_s=snap.duration_s, snapshot=snap)
+
+
+def _rendezvous_details(primary: ProcessAnalysis, table: sig.Table) -> list[str]:
+    """Who is expected where: the world size and the rendezvous address from the process env."""
+    s = primary.sample
+    env = getattr(s, "dist_env", None) or {}     # MASTER_ADDR/PORT from /proc/<pid>/environ (attach/ranks.py)
+    addr = f"{env.get('MASTER_ADDR') or '?'}:{env.get('MASTER_PORT') or '?'}"
+    if s.world_size:
+        missing = f"{s.world_size - 1} other rank(s)" if s.world_size > 1 else "no one (WORLD_SIZE=1?)"
+        line = f"rank {s.rank if s.rank is not None else '?'} of WORLD_SIZE={s.world_size} waits at {addr} for {missing}"
+    else:
+        line = f"waits at {addr}; WORLD_SIZE is not in its environment (passed to init_process_group in code?)"
+    return [line]
+
+
+def _input_details(primary: ProcessAnalysis, table: sig.Table) -> list[str]:
+    """Which prompt: the blocked line's code and file names against the known prompts."""
+    m = primary.main.match if primary.main is not None else None
+    frames = primary.main.stack.python_frames if primary.main is not None else []
+    code = primary.main.stack.code if primary.main is not None else (lambda f: None)
+    text = " ".join([(f.get("filename") or "") for f in frames] + [code(m.frame) or "" if m and m.frame else ""])
+    lines = []
+    if m is not None and m.frame is not None and code(m.frame):
+        lines.append(f"blocked on `{code(m.frame).strip()[:120]}`")
+    known = prompt_for(text, table)
+    if known:
+        lines.insert(0, f"{known['who']}: {known['fix']}")
+    return lines
+
+
+def prompt_for(text: str, table: sig.Table) -> Optional[dict]:
+    """The known prompt (checks/data/stack_signatures.json, terminal-input.prompts) found in text."""
+    import re
+
+    for p in table.row("terminal-input").get("prompts") or []:
+        if re.search(p["match"], text or ""):
+            return p
+    return None
+
+
+# causes whose detail line comes from the process itself rather than from other threads or children
+WAIT_DETAILS = {"rendezvous-wait": _rendezvous_details, "terminal-input": _input_details}
 
 
 def _phases(main: ThreadAnalysis, table: sig.Table) -> str:

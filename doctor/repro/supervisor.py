@@ -15,7 +15,9 @@ from typing import Any, Callable, Optional
 import psutil
 
 from doctor.exitcodes import DoctorError
+from doctor.proctree import create_time as _create_time
 from doctor.proctree import kill_tree
+from doctor.proctree import same_process as _same_process
 from doctor.repro import host
 from doctor.repro.events import EventReader
 from doctor.repro.result import ReproResult, StallInfo
@@ -178,21 +180,3 @@ class Supervisor:
                 return fh.read().decode(errors="replace")
         except OSError:
             return ""
-
-
-def _create_time(pid: int) -> float:
-    try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
-        return 0.0
-
-
-def _same_process(pid: int, created: float) -> bool:
-    """Alive, not a zombie, and not a new process that reused the pid."""
-    try:
-        p = psutil.Process(pid)
-        return p.status() != psutil.STATUS_ZOMBIE and abs(p.create_time() - created) < 0.5
-    except psutil.Error:
-        return False
-
-

@@ -5,6 +5,11 @@ the child is importing, loading and compiling, which legitimately takes minutes 
 ~45 s, first-step compile ~50 s on an H100: shared/knowledge/unsloth-on-the-gpu-machine.md), so
 each start-up phase gets `startup_grace_s` and the first step `first_step_grace_s`. On a backend
 that compiles per shape (Unsloth), a step that meets a new batch shape gets the first-step grace too.
+
+Shared by `doctor repro` (its own child reports every step) and `doctor watch` (the user's script:
+steps come from the Trainer hook; without one, "activity" events, output or CPU time, are the only
+progress, and they count outside the training phase only). After a stall is reported,
+`acknowledge()` keeps the same stall from being reported again: the next one needs progress first.
 """
 from __future__ import annotations
 
@@ -42,6 +47,7 @@ class Watch:
     durations: dict[int, float] = field(default_factory=dict)
     new_shape_in_step: bool = False
     forced: Optional[Deadline] = None         # an outside limit (the run's --timeout) overrides all
+    acknowledged: Optional[float] = None      # last_progress of the stall already reported
 
     def __post_init__(self):
         self.last_progress = self.started
@@ -63,6 +69,8 @@ class Watch:
             self.last_step = max(self.last_step, step)
             self.last_progress = t
             self.new_shape_in_step = False
+        elif kind == "activity" and self.phase != "training":
+            self.last_progress = max(self.last_progress, t)
         elif kind == "shape" and self.last_step >= 1 and self.backend in COMPILING_BACKENDS:
             self.new_shape_in_step = True
 
@@ -88,5 +96,11 @@ class Watch:
         return Deadline(seconds, self.last_progress, reason)
 
     def overdue(self, now: float) -> bool:
+        if self.acknowledged is not None and self.acknowledged == self.last_progress:
+            return False
         d = self.deadline()
         return now - d.since > d.seconds
+
+    def acknowledge(self) -> None:
+        """The current stall has been reported: wait for progress before reporting another."""
+        self.acknowledged = self.last_progress
