@@ -34,6 +34,7 @@ class ModelShape:
     prequantized: Optional[str] = None   # "4bit" | "8bit" when config.json carries a bnb quantization_config
     double_quant: Optional[bool] = None  # bnb_4bit_use_double_quant of a pre-quantized checkpoint
     model_type: str = ""                 # config.json's model_type (llama, qwen2, gemma2 ...), "" if unknown
+    max_position: Optional[int] = None   # max_position_embeddings: the context window (None: unknown)
 
     def _family(self) -> dict:
         from checks._data import load
@@ -138,7 +139,8 @@ def table_lookup(name: str) -> Optional[ModelShape]:
                       heads=row["heads"], kv_heads=row["kv_heads"], head_dim=row["head_dim"],
                       vocab=row["vocab"], tied_embeddings=row["tied_embeddings"],
                       fused_projections=row.get("fused_projections", False),
-                      name=row["hf_id"], source=f"table:{row['hf_id']}", model_type=row.get("model_type", ""))
+                      name=row["hf_id"], source=f"table:{row['hf_id']}", model_type=row.get("model_type", ""),
+                      max_position=row.get("max_position"))
 
 
 # -- config.json ------------------------------------------------------------------------------------
@@ -173,6 +175,7 @@ def shape_from_config(cfg: dict, name: str = "", source: str = "") -> ModelShape
         head_dim=cfg.get("head_dim") or hidden // heads, vocab=vocab, tied_embeddings=bool(tied),
         fused_projections=model_type in ("phi3", "phi4", "phimoe"),
         name=name, source=source, prequantized=prequant, model_type=model_type,
+        max_position=mp if isinstance(mp := cfg.get("max_position_embeddings"), int) and mp > 0 else None,
         double_quant=quant.get("bnb_4bit_use_double_quant") if prequant == "4bit" else None)
 
 
