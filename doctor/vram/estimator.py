@@ -180,9 +180,17 @@ def hf_activation_bytes_per_token(shape: ModelShape, inp: "Inputs") -> float:
     sdpa = 2 if inp.autocast else resid
     proj = resid if (inp.quant != "none" or not inp.autocast) else 2
     norms = 4 * h * shape.norms_per_layer + (4 * (q + kv) if shape.model_type in QK_NORM_TYPES else 0)
-    adapted = sum(i_ for i_, _o in lora_modules(shape, inp.lora_targets).values()) if not inp.full_finetune \
-        else 0
-    return norms + copy * adapted + sdpa * (2 * q + 2 * kv) + proj * 3 * i
+    mods = lora_modules(shape, inp.lora_targets) if not inp.full_finetune else {}
+    if shape.fused_projections:   # Phi-3: one qkv_proj and one gate_up_proj module, one input copy each
+        groups = {"q_proj": "qkv", "k_proj": "qkv", "v_proj": "qkv", "gate_proj": "gate_up", "up_proj": "gate_up"}
+        mods = {groups.get(m, m): d for m, d in mods.items()}
+    adapted = sum(i_ for i_, _o in mods.values())
+    # Phi-3's v is a view of the fused qkv output, so SDPA keeping v keeps all of it alive
+    fused_qkv = sdpa * (q + kv) if shape.fused_projections else 0
+    # small per-token terms: each adapter's rank-r A output (kept twice: B's input and its cast),
+    # RoPE's cos/sin (kept by the q and k products, shared), SDPA's fp32 logsumexp per head
+    small = 2 * copy * inp.lora_r * len(mods) + 2 * sdpa * shape.head_dim + 4 * shape.heads
+    return norms + copy * adapted + sdpa * (2 * q + 2 * kv) + fused_qkv + proj * 3 * i + small
 
 
 def residual_bytes(inp: "Inputs") -> int:
