@@ -297,9 +297,10 @@ def estimate(shape: ModelShape, inp: Inputs, k: Constants = MID) -> Breakdown:
         layer += scores * (4 + act + (act if shape.attn_softcap else 0))
         transient = scores * 4
     elif backend == "math":
-        # the math path keeps the fp32 softmax output (P) per layer; in the layer's backward the
-        # gradients of P and of the raw scores (fp32 each) exist together with it
-        layer += scores * 4
+        # the math path keeps the fp32 softmax output P per layer (and q scaled, k and v repeated to
+        # every head, not the kernels' q, k, v, out: seen with saved_tensors_hooks); in the layer's
+        # backward the gradients of P and of the raw scores (fp32 each) exist together with it
+        layer += scores * 4 + T * 4 * (shape.q_dim - 2 * shape.kv_dim)   # + scaled q, k and v expanded to every head
         transient = scores * 4 * k.math_backward
     ckpt = L * h * act * T
 
