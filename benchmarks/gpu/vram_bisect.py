@@ -233,10 +233,50 @@ def verdict_row(r: Runner, entry: dict, measured: dict, save) -> None:
         r.log(f"{entry['id']:<4} at {name} ({total / GIB:.2f} GiB total, cap {cap / GIB:.2f}): {t.get('status')}")
 
 
+def refit(results: dict) -> dict:
+    """The mechanical refit, FIT rows only (written before any measurement): per edge, the ratio
+    r = (least memory that trains - the edge's static part) / its token part, slack excluded, over the
+    transformers FIT rows that trained; the edge's slack `margin` becomes: low min(r) - 1 - 0.02,
+    mid median(r) - 1, high max(r) - 1 + 0.10 (the high edge leans out: a false "fits" is the
+    costliest answer). Unsloth rows keep their constants (their own kernels, fitted on sets 1-3)."""
+    import statistics
+    from dataclasses import replace
+
+    from doctor.vram import estimator as E
+
+    ratios = {"low": [], "mid": [], "high": []}
+    for e in results["rows"]:
+        if e["set"] != "fit" or e["framework"] == "unsloth" or not e.get("least_total"):
+            continue
+        shape, *ins, _notes = vg.row_inputs(e, results["versions"], (results.get("gpu") or {}).get("total"))
+        for edge, inp, k in zip(("low", "mid", "high"), ins, (E.LOW, E.MID, E.HIGH)):
+            bd = E.estimate(shape, inp, replace(k, margin=0.0))
+            if bd.dynamic > 0:
+                ratios[edge].append((e["least_total"] - bd.static) / bd.dynamic)
+    if len(ratios["mid"]) < 3:
+        return {"status": "too few FIT rows measured", "n": len(ratios["mid"])}
+    margins = {"low": min(ratios["low"]) - 1 - 0.02, "mid": statistics.median(ratios["mid"]) - 1,
+               "high": max(ratios["high"]) - 1 + 0.10}
+    return {"status": "ok", "n": len(ratios["mid"]), "margins": margins, "ratios": ratios}
+
+
+def apply_refit(fit: dict) -> None:
+    from dataclasses import replace
+
+    from doctor.vram import estimator as E
+
+    if fit.get("status") == "ok":
+        E.LOW = replace(E.LOW, margin=fit["margins"]["low"])
+        E.MID = replace(E.MID, margin=fit["margins"]["mid"])
+        E.HIGH = replace(E.HIGH, margin=fit["margins"]["high"])
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out_dir", type=Path)
-    ap.add_argument("mode", choices=["measure", "verdict"])
+    ap.add_argument("mode", choices=["measure", "verdict", "all"],
+                    help="all: measure, refit on the FIT rows (refit()), then the verdict on the HELD-OUT rows")
+    ap.add_argument("--verdict-s", type=float, default=90.0, help="all: time kept for the verdict phase")
     ap.add_argument("--rows", help="comma-separated row ids (default: all; verdict: the HELD-OUT rows)")
     ap.add_argument("--budget-s", type=float, default=420.0, help="start no trial after this")
     ap.add_argument("--measured", type=Path, help="verdict: the measure run's JSON (per-row CUDA context)")
@@ -261,7 +301,7 @@ def main(argv=None) -> int:
     runner = Runner(args, device, env, ckpt_root)
     results = {"mode": args.mode, "gpu": info, "versions": versions, "device": device,
                "started": time.strftime("%Y-%m-%d %H:%M:%S"), "resolution_bytes": RESOLUTION, "rows": []}
-    out_json = args.out_dir / f"vram_{'bisect' if args.mode == 'measure' else 'verdict'}.json"
+    out_json = args.out_dir / f"vram_{'verdict' if args.mode == 'verdict' else 'bisect'}.json"
 
     def save():
         with runner.lock:
@@ -290,17 +330,36 @@ def main(argv=None) -> int:
     for row in todo:
         results["rows"].append({**row, "estimate": est_for(row, versions, info.get("total"))})
     save()
-    # Unsloth rows first (slowest), then the largest estimates (they wait longest for room)
-    order = sorted(results["rows"], key=lambda e: (e["framework"] != "unsloth", -e["estimate"]["high"]))
-    work = (lambda e: measure_row(runner, e, save)) if args.mode == "measure" else \
-        (lambda e: verdict_row(runner, e, measured, save))
-    with ThreadPoolExecutor(len(order) or 1) as pool:
-        for f in [pool.submit(work, e) for e in order]:
-            try:
-                f.result()
-            except Exception as exc:   # one row's bug must not lose the others' results
-                runner.log(f"row failed: {type(exc).__name__}: {exc}")
-    save()
+    def phase(entries, work):
+        # Unsloth rows first (slowest), then the largest estimates (they wait longest for room)
+        order = sorted(entries, key=lambda e: (e["framework"] != "unsloth", -e["estimate"]["high"]))
+        with ThreadPoolExecutor(len(order) or 1) as pool:
+            for f in [pool.submit(work, e) for e in order]:
+                try:
+                    f.result()
+                except Exception as exc:   # one row's bug must not lose the others' results
+                    runner.log(f"row failed: {type(exc).__name__}: {exc}")
+        save()
+
+    if args.mode == "verdict":
+        phase(results["rows"], lambda e: verdict_row(runner, e, measured, save))
+    else:
+        if args.mode == "all":
+            runner.deadline -= args.verdict_s
+        phase(results["rows"], lambda e: measure_row(runner, e, save))
+    if args.mode == "all":
+        results["refit"] = refit(results)
+        apply_refit(results["refit"])
+        runner.log(f"refit: {results['refit'].get('margins') or results['refit']}")
+        measured = {e["id"]: e for e in results["rows"]}
+        held = [{k: v for k, v in e.items() if k in ("id", "set", "model", "framework", "quant", "gc", "batch", "seq",
+                                                  "autocast", "steps", "timeout")}
+                for e in results["rows"] if e["set"] == "held-out"]
+        for e in held:
+            e["estimate"] = est_for(e, versions, info.get("total"))
+        results["verdict_rows"] = held
+        runner.deadline = time.time() + args.verdict_s - 20
+        phase(held, lambda e: verdict_row(runner, e, measured, save))
     runner.log(f"wrote {out_json}")
     return 0
 

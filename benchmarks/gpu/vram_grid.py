@@ -152,9 +152,26 @@ def installed_versions(site: str | None) -> dict[str, str]:
 
 def estimate_row(row: dict, versions: dict[str, str], gpu_total: int | None) -> dict:
     """Doctor's band for the row, through the same config -> inputs path `doctor run` uses."""
+    from doctor.vram.estimator import HIGH, LOW, MID, estimate
+
+    shape, low_in, mid_in, high_in, notes = row_inputs(row, versions, gpu_total)
+    out = {}
+    for edge, inp, k in (("low", low_in, LOW), ("mid", mid_in, MID), ("high", high_in, HIGH)):
+        bd = estimate(shape, inp, k)
+        out[edge] = int(bd.total)
+        if edge == "mid":
+            out["components"] = {c.key: int(c.bytes) for c in bd.components if c.at_peak}
+            out["static"] = int(bd.static)
+            out["inputs"] = {"loss": inp.loss, "gc": inp.gc, "upcast": inp.upcast, "quant": inp.quant, "attn": inp.attn,
+                             "autocast": getattr(inp, "autocast", None)}
+    out["assumptions"] = notes
+    return out
+
+
+def row_inputs(row: dict, versions: dict[str, str], gpu_total: int | None):
+    """(shape, low, mid, high Inputs, assumptions) for a row, as `doctor run` derives them."""
     from doctor.config.model import TrainingConfig
     from doctor.facts import Facts, GPUInfo, PackageInfo
-    from doctor.vram.estimator import HIGH, LOW, MID, estimate
     from doctor.vram.inputs import inputs_for
 
     shape = shape_for(row["model"])
@@ -172,17 +189,7 @@ def estimate_row(row: dict, versions: dict[str, str], gpu_total: int | None) -> 
     if gpu_total:
         facts.nvidia.gpus = [GPUInfo(index=0, name="bench", memory_total=gpu_total, memory_free=gpu_total)]
     low_in, mid_in, high_in, notes = inputs_for(cfg, facts)
-    out = {}
-    for edge, inp, k in (("low", low_in, LOW), ("mid", mid_in, MID), ("high", high_in, HIGH)):
-        bd = estimate(shape, inp, k)
-        out[edge] = int(bd.total)
-        if edge == "mid":
-            out["components"] = {c.key: int(c.bytes) for c in bd.components if c.at_peak}
-            out["static"] = int(bd.static)
-            out["inputs"] = {"loss": inp.loss, "gc": inp.gc, "upcast": inp.upcast, "quant": inp.quant, "attn": inp.attn,
-                             "autocast": getattr(inp, "autocast", None)}
-    out["assumptions"] = notes
-    return out
+    return shape, low_in, mid_in, high_in, notes
 
 
 # -- the child: one row, measured -----------------------------------------------------------------
