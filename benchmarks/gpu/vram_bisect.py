@@ -36,7 +36,7 @@ GIB = 1024 ** 3
 RESOLUTION = 0.5 * GIB
 CTX_ALLOWANCE = 1.5 * GIB      # per process, outside the cap: CUDA context + non-torch allocations
 CARD_BUDGET = 128 * GIB        # of the H200's 139.8 GiB: what the caps + allowances may sum to
-MAX_PROCS = 10                 # 16 cores; loading is CPU-bound
+MAX_PROCS = 12                 # 16 cores; loading is CPU-bound
 MAX_UNSLOTH = 3                # Unsloth's import + compile is the CPU-heavy part
 
 # (id, framework, model, quant, gc, batch, seq, autocast): benchmarks/vram-validation.md, set 7
@@ -96,7 +96,7 @@ def rows(selected: str | None, smoke: bool) -> list[dict]:
 class Budget:
     """GPU bytes and process slots shared by the trial threads (caps + allowances under the card).
     Small trials may overtake a waiting large one only for STARVE_S; after that it goes first."""
-    STARVE_S = 15.0
+    STARVE_S = 1e9   # run 1 (2026-12-03): a full-card trial starving the rest cost the run; greedy now
 
     def __init__(self, total: float):
         self.total, self.used, self.procs, self.unsloth = total, 0.0, 0, 0
@@ -156,6 +156,9 @@ class Runner:
 
     def trial(self, row: dict, cap: float | None, reserve: float) -> dict:
         """One fresh process capped at `cap` bytes of reserved memory (None: uncapped)."""
+        ev = getattr(self, "ready", {}).get(row["model"])
+        if ev is not None and (row["quant"] != "none" or row["framework"] == "unsloth"):
+            ev.wait(max(1.0, self.deadline - time.time()))
         unsloth = row["framework"] == "unsloth"
         if time.time() > self.deadline or not self.budget.take(reserve + CTX_ALLOWANCE, unsloth, self.deadline):
             return {"status": "skipped", "error": "over the time budget", "cap_bytes": cap}
@@ -177,15 +180,34 @@ def est_for(row: dict, versions: dict, total) -> dict:
     return vg.estimate_row(row, versions, total)
 
 
+def device_full(t: dict) -> bool:
+    """An OOM because the card was full (other trials), not because of this trial's cap:
+    torch says 'Tried to allocate X ... of which Y is free' with Y < X."""
+    import re
+
+    err = t.get("error") or ""
+    m1 = re.search(r"Tried to allocate ([\d.]+) (GiB|MiB)", err)
+    m2 = re.search(r"of which ([\d.]+) (GiB|MiB) is free", err)
+    if not (m1 and m2):
+        return False
+    size = lambda m: float(m.group(1)) * (1 if m.group(2) == "GiB" else 1 / 1024)   # noqa: E731
+    used = re.search(r"this process has ([\d.]+) (GiB|MiB) memory in use", err)
+    allowed = re.search(r"([\d.]+) (GiB|MiB) allowed", err)
+    if used and allowed and size(used) + size(m1) > size(allowed):
+        return False   # the cap would have refused it anyway
+    return size(m2) < size(m1)
+
+
 def measure_row(r: Runner, entry: dict, save) -> None:
     row, est = entry, entry["estimate"]
-    # 1. the peak: capped at the doctor's high edge (which includes ~1 GiB of context, so the cap is
-    # above it): binds only where the estimate is under the truth, and then the row reruns on the card
-    cap = min(est["high"] + 0.5 * GIB, CARD_BUDGET - CTX_ALLOWANCE)
-    peak = r.trial(row, cap if r.device == "cuda" else None, cap)
-    if peak.get("status") == "oom" and cap < CARD_BUDGET - CTX_ALLOWANCE:   # far off: once more, with most of the card
-        cap = CARD_BUDGET - CTX_ALLOWANCE
-        peak = r.trial(row, cap, cap)
+    # 1. the peak, capped at the doctor's HIGH estimate minus a typical context (0.75 GiB): a trial
+    # that trains there is also the verdict "trains at HIGH" for the estimator of this run; one that
+    # runs out of memory there is a wrong "fits". It reserves only the MID estimate in the scheduler
+    # (over-subscription shows as a device-full OOM, which is retried with the whole cap reserved).
+    cap = min(max(GIB, est["high"] - 0.75 * GIB), CARD_BUDGET - CTX_ALLOWANCE)
+    peak = r.trial(row, cap if r.device == "cuda" else None, min(cap, max(est["mid"], 2 * GIB)))
+    if peak.get("status") == "oom" and device_full(peak):
+        peak = dict(r.trial(row, cap, cap), retried_after="device-full")
     entry["peak_run"] = peak
     save()
     r.log(f"{row['id']:<4} peak {peak.get('status')} reserved {peak.get('peak_reserved', 0) / GIB:.2f} "
@@ -202,6 +224,8 @@ def measure_row(r: Runner, entry: dict, save) -> None:
         mid = lo + RESOLUTION if first else (lo + hi) / 2
         first = False
         t = r.trial(row, mid, mid)
+        if t.get("status") == "oom" and device_full(t):
+            t = dict(r.trial(row, mid, mid), retried_after="device-full")
         entry["bisect"].append(t)
         save()
         if t.get("status") == "ok":
@@ -214,6 +238,7 @@ def measure_row(r: Runner, entry: dict, save) -> None:
     ctx = peak.get("context_bytes") or 0
     entry["least_cap"] = int(hi)
     entry["least_cap_lower"] = int(lo)
+    entry["least_resolved"] = hi - lo <= RESOLUTION + 1
     entry["context"] = int(ctx)
     entry["least_total"] = int(hi + ctx)
     entry["peak_total"] = int(peak["peak_reserved"] + ctx)
@@ -321,9 +346,25 @@ def main(argv=None) -> int:
         spec = {"make_checkpoint": True, "device": device, "ckpt": str(path), "family": vg.family(model),
                 "shape": {k: getattr(shape, k) for k in vg.TINY}}
         return model, vg.run_child(spec, 300, env)
-    with ThreadPoolExecutor(4) as pool:
-        results["checkpoints"] = dict(pool.map(make, need))
-    runner.log(f"checkpoints: {results['checkpoints']}")
+    # made in the background: rows built from a config start at once, the others wait for theirs
+    ready = {m: threading.Event() for m in need}
+    results["checkpoints"] = {}
+
+    def make_bg(model):
+        shape = vg.shape_for(model)
+        hold = 2.5 * shape.total_params * 2   # bf16 weights on the GPU while saving, with margin
+        ok = runner.budget.take(hold, False, time.time() + 600)
+        try:
+            results["checkpoints"][model] = make(model)[1]
+        finally:
+            if ok:
+                runner.budget.give(hold, False)
+            ready[model].set()
+            runner.log(f"checkpoint {model}: {results['checkpoints'][model].get('status')}")
+    ck_pool = ThreadPoolExecutor(4)
+    for m in need:
+        ck_pool.submit(make_bg, m)
+    runner.ready = ready
     measured = {}
     if args.measured and args.measured.exists():
         measured = {e["id"]: e for e in json.loads(args.measured.read_text()).get("rows", [])}
