@@ -1,6 +1,8 @@
 """Set 7 (issue 12): benchmarks/gpu/vram_bisect.py's JSON -> a markdown table and the held-out figures.
 
-    python benchmarks/vram_bisect_report.py RESULTS/vram_bisect.json [--verdict RESULTS/vram_verdict.json]
+    python benchmarks/vram_bisect_report.py RUN1.json [RUN2.json ...] [--verdict RESULTS/vram_verdict.json]
+
+Several runs merge by row id: a row measured (not skipped) in a later run replaces the earlier one.
 
 Per row: peak reserved + context (what the process held), the least memory that trains (smallest
 allocator cap that completed the steps + context), doctor's low / mid / high recomputed with the
@@ -40,7 +42,7 @@ def analyse(data: dict, recompute: bool = True) -> list[dict]:
         rec = {"id": e["id"], "set": e["set"], "row": e, "est": est, "status": peak.get("status"),
                "sdpa": peak.get("sdpa"), "peak_total": e.get("peak_total"), "least": e.get("least_total"),
                "least_lower": (e["least_cap_lower"] + e.get("context", 0)) if "least_cap_lower" in e else None,
-               "allocated": peak.get("peak_allocated"), "context": e.get("context") or peak.get("context_bytes")}
+               "allocated": peak.get("peak_allocated"), "cap": peak.get("cap_bytes"), "context": e.get("context") or peak.get("context_bytes")}
         if peak.get("status") == "oom":   # did not train even with most of the card: truth above that cap
             rec["least_above"] = (peak.get("cap_bytes") or 0) + (peak.get("context_bytes") or 0)
         if rec["least"]:
@@ -65,15 +67,16 @@ def summary(recs: list[dict]) -> str:
 def render(recs: list[dict], verdict: dict | None = None) -> str:
     vmap = {e["id"]: e.get("verdict") or {} for e in (verdict or {}).get("rows", [])}
     lines = ["| row | set | model | weights | gc | b x s | autocast | SDPA seen | peak | least | low | mid | high"
-             " | error | high >= least | at high | at 0.85 low |",
-             "|---|---|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---|---|---|"]
+             " | error | high >= least | capped run | at high | at 0.85 low |",
+             "|---|---|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---|---|---|---|"]
     for r in recs:
         e, est = r["row"], r["est"]
         sd = r.get("sdpa") or {}
-        seen = "-" if not sd else ("flash" if sd.get("flash_ok") else "efficient" if sd.get("efficient_ok")
+        seen = ("eager" if r.get("status") == "ok" else "-") if not sd else ("flash" if sd.get("flash_ok") else "efficient" if sd.get("efficient_ok")
                                    else "math" if "flash_ok" in sd else sd.get("dtype", "?"))
-        least = _g(r["least"]) if r.get("least") else (f"> {_g(r['least_above'])}" if r.get("least_above")
-                                                       else r.get("status") or "-")
+        resolved = r["row"].get("least_cap", 0) - r["row"].get("least_cap_lower", 0) <= 0.5 * GIB + 1
+        least = (_g(r["least"]) + ("" if resolved else "*") if r.get("least") else
+                 f"> {_g(r['least_above'])}" if r.get("least_above") else r.get("status") or "-")
         v = vmap.get(r["id"], {})
         lines.append(
             f"| {r['id']} | {r['set']} | {e['model']} | {e['quant']} | {e['gc']} | {e['batch']} x {e['seq']} | "
@@ -81,6 +84,7 @@ def render(recs: list[dict], verdict: dict | None = None) -> str:
             f"{_g(r.get('peak_total'))} | {least} | {_g(est['low'])} | {_g(est['mid'])} | {_g(est['high'])} | "
             + (f"{r['error']:+.1%}" if r.get("error") is not None else "-") + " | "
             + {True: "yes", False: "**NO**", None: "-"}[r.get("high_ok")] + " | "
+            + (f"{r['status']} at {_g(r['cap'])}" if r.get("cap") else "-") + " | "
             + ((v.get("high") or {}).get("status") or "-") + " | " + ((v.get("0.85low") or {}).get("status") or "-")
             + " |")
     out = ["\n".join(lines), ""]
@@ -99,15 +103,28 @@ def render(recs: list[dict], verdict: dict | None = None) -> str:
     return "\n".join(out) + "\n"
 
 
+def merge(runs: list[dict]) -> dict:
+    """Rows by id across runs: the last run that measured a row (peak run not skipped) wins."""
+    out = dict(runs[0])
+    by_id: dict[str, dict] = {}
+    for run in runs:
+        for e in run["rows"]:
+            measured = (e.get("peak_run") or {}).get("status") not in (None, "skipped")
+            if measured or e["id"] not in by_id:
+                by_id[e["id"]] = e
+    out["rows"] = sorted(by_id.values(), key=lambda e: (e["id"][0] != "F", int(e["id"][1:])))
+    return out
+
+
 def main(argv=None) -> int:
     import argparse
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("json", type=Path)
+    ap.add_argument("json", type=Path, nargs="+")
     ap.add_argument("--verdict", type=Path)
     ap.add_argument("--as-measured", action="store_true", help="the estimates stored in the JSON, not recomputed")
     args = ap.parse_args(argv)
-    data = json.loads(args.json.read_text())
+    data = merge([json.loads(p.read_text()) for p in args.json])
     verdict = json.loads(args.verdict.read_text()) if args.verdict and args.verdict.exists() else None
     sys.stdout.write(render(analyse(data, recompute=not args.as_measured), verdict))
     return 0

@@ -224,3 +224,40 @@ def test_gemma2_layers_keep_two_more_norms_and_soft_capped_scores():
     norms = 26 * 4096 * 2 * 4 * 2304    # transformers path: each extra norm keeps its fp32 input
     softcap = 26 * 8 * 4096 ** 2 * 2                          # the tanh output of every layer's scores
     assert diff == pytest.approx(norms + softcap)
+
+
+def test_set7_calibrated_constants_are_pinned():
+    """The slack and math-path constants refitted on set 7's FIT rows (benchmarks/vram-validation.md)."""
+    assert (E.LOW.margin, E.MID.margin, E.HIGH.margin) == (0.0, 0.01, 0.13)
+    assert (E.LOW.math_backward, E.MID.math_backward, E.HIGH.math_backward) == (2.0, 3.0, 3.5)
+    assert (E.LOW.c_logits_hf, E.MID.c_logits_hf, E.HIGH.c_logits_hf) == (12, 15, 18)
+    assert E.MID.hf_act == 1.0 and E.MID.k_layer == 1.25
+
+
+def test_set7_row_f1_by_hand():
+    """Llama-3.2-1B bf16 LoRA r=16, no checkpointing, batch 4 x 1024, AdamW8bit, autocast (row F1):
+    every component from the shape, and the total the GPU measured it against (17.44 GiB least)."""
+    s = table_lookup("llama-3.2-1b")
+    inp = E.Inputs(batch_size=4, seq_len=1024, framework="transformers", quant="none", lora_r=16,
+                   optim="adamw_8bit", gc="off", attn="sdpa", loss="hf", autocast=True)
+    bd = E.estimate(s, inp, E.MID)
+    h, i, q, kv, L, V, T = 2048, 8192, 2048, 512, 16, 128256, 4096
+    n_lora = 16 * L * (9 * h + 2 * kv + 3 * i)                      # 11,272,192 (§1.2)
+    assert bd.part("weights") == 2 * s.total_params
+    assert bd.part("lora") == 4 * n_lora and bd.part("grads") == 4 * n_lora
+    per_tok = 2 * 4 * h + 2 * (5 * h + q + i) + 2 * (2 * q + 2 * kv) + 2 * 3 * i + (2 * 2 * 16 * 7 + 2 * 2 * 64 + 4 * 32)
+    assert per_tok == 117_568
+    assert bd.part("activations") == L * T * per_tok                # every layer kept: 7.1 GiB
+    assert bd.part("logits") == 15 * V * T                         # 7.3 GiB
+    assert bd.part("slack") == pytest.approx(0.01 * (L * T * per_tok + 15 * V * T))
+    assert bd.total / GIB == pytest.approx(17.81, abs=0.01)        # least memory that trained: 17.44
+
+
+def test_family_logit_extras():
+    granite = table_lookup("granite-3.1-2b")
+    gemma2 = table_lookup("gemma-2-2b")
+    assert granite.logits_extra_bytes == 2 and gemma2.logits_extra_bytes == 3
+    assert table_lookup("llama-3.2-1b").logits_extra_bytes == 0
+    inp = E.Inputs(batch_size=4, seq_len=2048, quant="none", gc="hf", loss="hf")
+    logits = next(c.bytes for c in E.estimate(granite, inp, E.MID).components if c.key == "logits")
+    assert logits == (15 + 2) * 49155 * 8192

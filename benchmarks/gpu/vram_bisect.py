@@ -280,7 +280,9 @@ def refit(results: dict) -> dict:
                 ratios[edge].append((e["least_total"] - bd.static) / bd.dynamic)
     if len(ratios["mid"]) < 3:
         return {"status": "too few FIT rows measured", "n": len(ratios["mid"])}
-    margins = {"low": min(ratios["low"]) - 1 - 0.02, "mid": statistics.median(ratios["mid"]) - 1,
+    mid = statistics.median(ratios["mid"]) - 1
+    # low never above mid (run 2026-12-03: min(r_low) - 1 - 0.02 = 0.06 > mid 0.01 put low over mid)
+    margins = {"low": min(min(ratios["low"]) - 1 - 0.02, mid, 0.0), "mid": mid,
                "high": max(ratios["high"]) - 1 + 0.10}
     return {"status": "ok", "n": len(ratios["mid"]), "margins": margins, "ratios": ratios}
 

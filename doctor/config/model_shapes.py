@@ -50,6 +50,10 @@ class ModelShape:
         return bool(self._family().get("attn_softcap", False))
 
     @property
+    def logits_extra_bytes(self) -> float:
+        return float(self._family().get("logits_extra_bytes", 0))
+
+    @property
     def kv_dim(self) -> int:
         return self.kv_heads * self.head_dim
 
