@@ -302,8 +302,11 @@ def estimate(shape: ModelShape, inp: Inputs, k: Constants = MID) -> Breakdown:
     scores = b * shape.heads * s * s
     if backend == "eager":
         # per score: the fp32 softmax output and the probabilities for P@V are saved (+ the tanh
-        # output where logits are soft-capped, Gemma 2); an fp32 softmax transient on top
-        layer += scores * (4 + act + (act if shape.attn_softcap else 0))
+        # output where logits are soft-capped, Gemma 2); an fp32 softmax transient on top. Under
+        # autocast the score matmuls (and so the tanh and the P@V input) are bf16 even when the
+        # residual stream is fp32 (QLoRA upcast): 8 bytes a score, not 12 (sets 5-6, H200 2026-11-30)
+        sact = 2.0 if (inp.autocast or inp.framework == "unsloth") else act
+        layer += scores * (4 + sact + (sact if shape.attn_softcap else 0))
         transient = scores * 4
     elif backend == "math":
         # the math path keeps the fp32 softmax output P per layer (and q scaled, k and v repeated to
