@@ -314,6 +314,8 @@ def estimate(shape: ModelShape, inp: Inputs, k: Constants = MID) -> Breakdown:
         # backward the gradients of P and of the raw scores (fp32 each) exist together with it
         layer += scores * 4 + T * 4 * (shape.q_dim - 2 * shape.kv_dim)   # + scaled q, k and v expanded to every head
         transient = scores * 4 * k.math_backward
+    scores_note = {"math": "; SDPA math path keeps fp32 scores (fp32 q/k/v + GQA: no mixed precision?)",
+                   "eager": "; eager attention keeps the scores"}.get(backend, "")
     ckpt = L * h * act * T
 
     # C7 logits and loss
@@ -327,7 +329,7 @@ def estimate(shape: ModelShape, inp: Inputs, k: Constants = MID) -> Breakdown:
     host = 0.0
     if inp.gc == "off":
         comps.append(Component("activations", "activations (all layers)", L * layer + transient,
-                               token_dependent=True, note="no gradient checkpointing"))
+                               token_dependent=True, note="no gradient checkpointing" + scores_note))
         comps.append(Component("logits", "logits + loss", logits, token_dependent=True, note=lnote))
     else:
         recompute = (k.k_layer_unsloth if inp.gc == "unsloth" else k.k_layer) * layer + transient
@@ -340,7 +342,7 @@ def estimate(shape: ModelShape, inp: Inputs, k: Constants = MID) -> Breakdown:
         logits_peak = logits >= recompute
         comps.append(Component("activations", "activations (layer in backward)", recompute,
                                at_peak=not logits_peak, token_dependent=True,
-                               note="recomputed" + (" + dropout copies" if inp.lora_dropout else "")))
+                               note="recomputed" + (" + dropout copies" if inp.lora_dropout else "") + scores_note))
         comps.append(Component("logits", "logits + loss", logits, at_peak=logits_peak, token_dependent=True,
                                note=lnote))
     bd = Breakdown(components=comps, host_offload=host)
