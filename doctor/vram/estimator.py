@@ -194,6 +194,9 @@ def hf_activation_bytes_per_token(shape: ModelShape, inp: "Inputs") -> float:
         groups = {"q_proj": "qkv", "k_proj": "qkv", "v_proj": "qkv", "gate_proj": "gate_up", "up_proj": "gate_up"}
         mods = {groups.get(m, m): d for m, d in mods.items()}
     adapted = sum(i_ for i_, _o in mods.values())
+    if inp.full_finetune:   # every Linear's weight needs a gradient: each keeps its input, and modules
+        # fed the same tensor (q/k/v, gate/up) share it: the two norm outputs, o's and down's inputs
+        adapted, copy = 2 * h + q + i, resid if not inp.autocast else 2
     # Phi-3's v is a view of the fused qkv output, so SDPA keeping v keeps all of it alive
     fused_qkv = sdpa * (q + kv) if shape.fused_projections else 0
     # small per-token terms: each adapter's rank-r A output (kept twice: B's input and its cast),
