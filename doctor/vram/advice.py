@@ -65,8 +65,10 @@ def fitting_changes(est: VramEstimate, config: TrainingConfig, wsl: bool = False
         changes = gc_change + [ConfigChange("per_device_train_batch_size", max_b,
                                             f"largest batch whose high estimate fits {gib(free)}")]
         if new_ga != ga:
+            kept = max_b * new_ga
             changes.append(ConfigChange("gradient_accumulation_steps", new_ga,
-                                        f"keeps the effective batch at {max_b * new_ga} (was {effective})"))
+                                        f"keeps the effective batch at {kept}"
+                                        + (f" (was {effective})" if kept != effective else "")))
         after = high(replace(inp, batch_size=max_b))
         return Advice(changes, f"batch {max_b} x accumulation {new_ga}: high estimate {gib(after)}", after)
     one = replace(inp, batch_size=1)
