@@ -5,7 +5,7 @@ from __future__ import annotations
 from checks import check
 from doctor.config.model import TrainingConfig
 from doctor.facts import Facts
-from doctor.findings import ConfigChange, Finding, Severity
+from doctor.findings import ConfigChange, Finding, Severity, rank
 from doctor.report.summary import gib
 from doctor.vram.advice import fitting_changes
 from doctor.vram.estimator import FITS, TIGHT, UNKNOWN, VramEstimate, estimate_for
@@ -116,3 +116,34 @@ def _host_ram_finding(facts: Facts, config: TrainingConfig, est: VramEstimate):
             ConfigChange("use_gradient_checkpointing", True, "keeps checkpoints on the GPU, not in host RAM")],
         failure_mode="FM-18", confidence=0.6, fix_cost=1)
 
+
+
+def settle_with_other_fixes(facts: Facts, config: TrainingConfig, findings: list[Finding]) -> list[Finding]:
+    """The memory finding re-judged on the config as the OTHER findings' fixes leave it, so the
+    patched config is a fixed point (`doctor run` on it proposes nothing further). Fixes interact:
+    the WSL fix swaps Unsloth's offloaded checkpointing for standard checkpointing, which keeps every
+    layer's checkpoint on the GPU, so a config that fitted can stop fitting once patched; judged on
+    the original config, the batch change only appeared on a second run. A few rounds at most: each
+    round only adds memory changes to a config the other checks are already content with."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(config)}
+    memory = [f for f in findings if f.id in IDS and f.id != "vram.host-ram-offload"]
+    others = [f for f in findings if f not in memory]
+    changed = {c.setting: c.value for f in others for c in f.config_changes if c.setting in names}
+    changed = {k: v for k, v in changed.items() if getattr(config, k, None) != v}
+    if not memory or not changed or config.model_shape is None:
+        return findings
+    patched = dataclasses.replace(config, **changed)
+    est = estimate_for(facts, patched)
+    if est is None:
+        return findings
+    after = _memory_finding(facts, patched, est)
+    before = memory[0]
+    if after.id == before.id and [(c.setting, c.value) for c in after.config_changes] == \
+            [(c.setting, c.value) for c in before.config_changes]:
+        return findings
+    what = ", ".join(f"{k}={v!r}" for k, v in changed.items())
+    after.why = f"With the other findings' fixes applied ({what}): {after.why}"
+    after.evidence = {**after.evidence, "judged with": what}
+    return rank([f for f in findings if f is not before] + [after])

@@ -55,6 +55,10 @@ def build_report(facts: Facts, config=None, gpu: Optional[str] = None, only=None
 
         facts = apply_gpu_whatif(facts, gpu)
     findings = run_checks(facts, config, only=only)
+    if config is not None:   # the memory verdict on the config as the other fixes leave it
+        from checks.vram_headroom import settle_with_other_fixes
+
+        findings = settle_with_other_fixes(facts, config, findings)
     term_sections, md_sections, sections = [], [], {}
     if config is not None:
         from doctor.vram import render as vram_render

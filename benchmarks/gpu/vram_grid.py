@@ -37,7 +37,11 @@ TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down
 MODELS = {"1b": "llama-3.2-1b", "8b": "llama-3.1-8b",
           # other families (the estimator knows them only by shape): --holdout 3
           "qwen2.5-7b": "qwen2.5-7b", "qwen2.5-1.5b": "qwen2.5-1.5b", "mistral-7b": "mistral-7b-v0.3",
-          "gemma-2-2b": "gemma-2-2b", "gemma-2-9b": "gemma-2-9b"}
+          "gemma-2-2b": "gemma-2-2b", "gemma-2-9b": "gemma-2-9b",
+          # set 7 (issue 12, benchmarks/gpu/vram_bisect.py)
+          "3b": "llama-3.2-3b", "qwen3-1.7b": "qwen3-1.7b", "qwen3-4b": "qwen3-4b", "gemma-3-1b": "gemma-3-1b",
+          "phi-3.5-mini": "phi-3.5-mini", "granite-3.1-2b": "granite-3.1-2b"}
+PHI_TARGETS = ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]   # fused projections (Phi-3)
 TINY = dict(hidden=64, intermediate=176, layers=2, heads=4, kv_heads=2, head_dim=16, vocab=1000, tied_embeddings=True)
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
                "UNSLOTH_DISABLE_STATISTICS": "1", "TOKENIZERS_PARALLELISM": "false", "DOCTOR_OFFLINE": "1"}
@@ -123,6 +127,10 @@ def shape_for(model: str):
     return table_lookup(MODELS[model])
 
 
+def targets_for(model: str) -> list[str]:
+    return PHI_TARGETS if shape_for(model).fused_projections else TARGETS
+
+
 def family(model: str) -> str:
     """The transformers model_type the row's random checkpoint is built as (the table's, else llama)."""
     return shape_for(model).model_type or "llama"
@@ -144,9 +152,26 @@ def installed_versions(site: str | None) -> dict[str, str]:
 
 def estimate_row(row: dict, versions: dict[str, str], gpu_total: int | None) -> dict:
     """Doctor's band for the row, through the same config -> inputs path `doctor run` uses."""
+    from doctor.vram.estimator import HIGH, LOW, MID, estimate
+
+    shape, low_in, mid_in, high_in, notes = row_inputs(row, versions, gpu_total)
+    out = {}
+    for edge, inp, k in (("low", low_in, LOW), ("mid", mid_in, MID), ("high", high_in, HIGH)):
+        bd = estimate(shape, inp, k)
+        out[edge] = int(bd.total)
+        if edge == "mid":
+            out["components"] = {c.key: int(c.bytes) for c in bd.components if c.at_peak}
+            out["static"] = int(bd.static)
+            out["inputs"] = {"loss": inp.loss, "gc": inp.gc, "upcast": inp.upcast, "quant": inp.quant, "attn": inp.attn,
+                             "autocast": getattr(inp, "autocast", None)}
+    out["assumptions"] = notes
+    return out
+
+
+def row_inputs(row: dict, versions: dict[str, str], gpu_total: int | None):
+    """(shape, low, mid, high Inputs, assumptions) for a row, as `doctor run` derives them."""
     from doctor.config.model import TrainingConfig
     from doctor.facts import Facts, GPUInfo, PackageInfo
-    from doctor.vram.estimator import HIGH, LOW, MID, estimate
     from doctor.vram.inputs import inputs_for
 
     shape = shape_for(row["model"])
@@ -155,25 +180,16 @@ def estimate_row(row: dict, versions: dict[str, str], gpu_total: int | None) -> 
         framework=row["framework"], source_kind="python", model_name=f"bench/{row['model']}", model_shape=shape,
         load_in_4bit=row["quant"] == "4bit", bnb_4bit_use_double_quant=True if row["quant"] == "4bit" else None,
         prepare_model_for_kbit_training=(row["quant"] == "4bit" and not unsloth), dtype="bfloat16",
-        lora_r=16, lora_alpha=16, lora_dropout=0.0, target_modules=list(TARGETS), full_finetune=False,
+        lora_r=16, lora_alpha=16, lora_dropout=0.0, target_modules=targets_for(row["model"]), full_finetune=False,
         use_gradient_checkpointing={"off": False, "hf": True, "unsloth": "unsloth"}[row["gc"]],
         per_device_train_batch_size=row["batch"], max_seq_length=row["seq"], optim="adamw_8bit",
-        args_class="TrainingArguments")
+        args_class="TrainingArguments", bf16=None if unsloth else row.get("autocast", True))
     facts = Facts()
     facts.packages = {k: PackageInfo(name=k, version=v) for k, v in versions.items()}
     if gpu_total:
         facts.nvidia.gpus = [GPUInfo(index=0, name="bench", memory_total=gpu_total, memory_free=gpu_total)]
     low_in, mid_in, high_in, notes = inputs_for(cfg, facts)
-    out = {}
-    for edge, inp, k in (("low", low_in, LOW), ("mid", mid_in, MID), ("high", high_in, HIGH)):
-        bd = estimate(shape, inp, k)
-        out[edge] = int(bd.total)
-        if edge == "mid":
-            out["components"] = {c.key: int(c.bytes) for c in bd.components if c.at_peak}
-            out["static"] = int(bd.static)
-            out["inputs"] = {"loss": inp.loss, "gc": inp.gc, "upcast": inp.upcast, "quant": inp.quant, "attn": inp.attn}
-    out["assumptions"] = notes
-    return out
+    return shape, low_in, mid_in, high_in, notes
 
 
 # -- the child: one row, measured -----------------------------------------------------------------
@@ -280,6 +296,10 @@ def child(spec: dict) -> dict:
         watch = MemWatch()
         torch.zeros(1, device="cuda")
         torch.cuda.synchronize()
+        if spec.get("cap_bytes"):   # the caching allocator may reserve at most this (a smaller card)
+            total = torch.cuda.get_device_properties(0).total_memory
+            torch.cuda.set_per_process_memory_fraction(min(1.0, spec["cap_bytes"] / total))
+            res["cap_bytes"] = spec["cap_bytes"]
         watch.start()
     t0 = time.time()
     if spec["framework"] == "unsloth":
@@ -305,7 +325,9 @@ def child(spec: dict) -> dict:
         torch.cuda.reset_peak_memory_stats()
         res["expandable_segments"] = "expandable_segments:True" in (
             os.environ.get("PYTORCH_CUDA_ALLOC_CONF", "") + os.environ.get("PYTORCH_ALLOC_CONF", ""))
-    autocast = spec["framework"] != "unsloth" and cuda
+    autocast = spec["framework"] != "unsloth" and cuda and spec.get("autocast", True)
+    res["autocast"] = autocast
+    sdpa_seen = _watch_sdpa(res)
     steps = []
     for step in range(spec["steps"]):
         ids = torch.randint(0, vocab, (spec["batch"], spec["seq"]), device=dev)
@@ -323,6 +345,7 @@ def child(spec: dict) -> dict:
                        allocated_between_steps=torch.cuda.memory_allocated())
         steps.append(rec)
     res["steps"] = steps
+    sdpa_seen()
     if cuda:
         res["peak_reserved"] = torch.cuda.max_memory_reserved()
         res["peak_allocated"] = torch.cuda.max_memory_allocated()
@@ -333,6 +356,42 @@ def child(spec: dict) -> dict:
             res["context_bytes"] = now - torch.cuda.memory_reserved()
             res["context_source"] = "nvml" if watch.nv is not None else "nvidia-smi"
     return res
+
+
+def _watch_sdpa(res: dict):
+    """Record what the first scaled_dot_product_attention call of the step gets (dtypes as passed and
+    as autocast will cast them, mask or is_causal, GQA) and which fused kernels accept it: the
+    backend decides whether seq^2 scores are materialised (the math path) or not."""
+    import torch
+    import torch.nn.functional as F
+
+    orig = F.scaled_dot_product_attention
+
+    def probe(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, *a, **kw):
+        if "sdpa" not in res:
+            info = {"dtype": str(q.dtype), "autocast": torch.is_autocast_enabled("cuda") if q.is_cuda else False,
+                    "mask": None if attn_mask is None else f"{attn_mask.dtype} {tuple(attn_mask.shape)}",
+                    "is_causal": bool(is_causal), "enable_gqa": bool(kw.get("enable_gqa", False)),
+                    "q": tuple(q.shape), "k": tuple(k.shape), "requires_grad": q.requires_grad}
+            try:
+                dt = torch.get_autocast_dtype("cuda") if info["autocast"] else q.dtype
+                qq, kk, vv = (t.to(dt) for t in (q, k, v))
+                m = attn_mask.to(dt) if attn_mask is not None and attn_mask.dtype != torch.bool else attn_mask
+                params = torch.backends.cuda.SDPAParams(qq, kk, vv, m, dropout_p, bool(is_causal),
+                                                        bool(kw.get("enable_gqa", False)))
+                info["flash_ok"] = torch.backends.cuda.can_use_flash_attention(params, False)
+                info["efficient_ok"] = torch.backends.cuda.can_use_efficient_attention(params, False)
+                info["cudnn_ok"] = torch.backends.cuda.can_use_cudnn_attention(params, False)
+            except Exception as exc:   # a torch without these helpers: the dtypes are still recorded
+                info["probe_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+            res["sdpa"] = info
+        return orig(q, k, v, attn_mask, dropout_p, is_causal, *a, **kw)
+
+    F.scaled_dot_product_attention = probe
+
+    def done():
+        F.scaled_dot_product_attention = orig
+    return done
 
 
 def load_hf(spec: dict, cuda: bool):
@@ -353,10 +412,18 @@ def load_hf(spec: dict, cuda: bool):
                                                        bnb_4bit_compute_dtype=torch.bfloat16)
     if cuda:
         kw["device_map"] = {"": 0}
-    try:
-        model = AutoModelForCausalLM.from_pretrained(spec["ckpt"], dtype=torch.bfloat16, **kw)
-    except TypeError:   # transformers < 4.56 spells it torch_dtype
-        model = AutoModelForCausalLM.from_pretrained(spec["ckpt"], torch_dtype=torch.bfloat16, **kw)
+    if spec.get("from_config"):   # bf16 rows: random weights straight on the GPU, no checkpoint on disk
+        cfg = model_config(spec["family"], spec["shape"])
+        cfg._attn_implementation = kw["attn_implementation"]
+        torch.manual_seed(0)
+        with torch.device("cuda" if cuda else "cpu"):
+            model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16,
+                                                     attn_implementation=kw["attn_implementation"])
+    else:
+        try:
+            model = AutoModelForCausalLM.from_pretrained(spec["ckpt"], dtype=torch.bfloat16, **kw)
+        except TypeError:   # transformers < 4.56 spells it torch_dtype
+            model = AutoModelForCausalLM.from_pretrained(spec["ckpt"], torch_dtype=torch.bfloat16, **kw)
     model.config.use_cache = False
     gc = spec["gc"] != "off"
     gc_kwargs = {"use_reentrant": False}
@@ -366,7 +433,7 @@ def load_hf(spec: dict, cuda: bool):
     elif gc:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gc_kwargs)
         model.enable_input_require_grads()
-    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=16, lora_dropout=0.0, target_modules=TARGETS,
+    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=16, lora_dropout=0.0, target_modules=targets_for(spec["model"]),
                                              task_type="CAUSAL_LM"))
     model.train()
     return model, model.config.vocab_size
@@ -378,10 +445,24 @@ def load_unsloth(spec: dict):
 
     model, _tok = FastLanguageModel.from_pretrained(model_name=spec["ckpt"], max_seq_length=spec["seq"], dtype=None,
                                                     load_in_4bit=True, local_files_only=True)
-    model = FastLanguageModel.get_peft_model(model, r=16, target_modules=TARGETS, lora_alpha=16, lora_dropout=0,
+    model = FastLanguageModel.get_peft_model(model, r=16, target_modules=targets_for(spec["model"]), lora_alpha=16, lora_dropout=0,
                                              bias="none", use_gradient_checkpointing="unsloth", random_state=3407)
     model.train()
     return model, model.config.vocab_size
+
+
+def model_config(family: str, s: dict):
+    """The family's transformers config class with the table's shape (random weights come from it)."""
+    from transformers import AutoConfig
+
+    # long enough for every row (32k tokens); the estimator reads the window from the table, not from here
+    extra = {"max_position_embeddings": 131072, "rope_theta": 500000.0} if family == "llama" else \
+        {"max_position_embeddings": 131072}
+    return AutoConfig.for_model(family, hidden_size=s["hidden"], intermediate_size=s["intermediate"],
+                                num_hidden_layers=s["layers"], num_attention_heads=s["heads"],
+                                num_key_value_heads=s["kv_heads"], head_dim=s["head_dim"], vocab_size=s["vocab"],
+                                tie_word_embeddings=s["tied_embeddings"], bos_token_id=3, eos_token_id=2,
+                                pad_token_id=1, **extra)
 
 
 def make_checkpoint(spec: dict) -> dict:
@@ -391,14 +472,7 @@ def make_checkpoint(spec: dict) -> dict:
     from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
 
     s = spec["shape"]
-    family = spec.get("family") or "llama"
-    extra = {"max_position_embeddings": 131072, "rope_theta": 500000.0} if family == "llama" else \
-        {"max_position_embeddings": 32768}
-    cfg = AutoConfig.for_model(family, hidden_size=s["hidden"], intermediate_size=s["intermediate"],
-                               num_hidden_layers=s["layers"], num_attention_heads=s["heads"],
-                               num_key_value_heads=s["kv_heads"], head_dim=s["head_dim"], vocab_size=s["vocab"],
-                               tie_word_embeddings=s["tied_embeddings"], bos_token_id=3, eos_token_id=2,
-                               pad_token_id=1, **extra)
+    cfg = model_config(spec.get("family") or "llama", s)
     dev = "cuda" if spec["device"] == "cuda" else "cpu"
     torch.manual_seed(0)
     t0 = time.time()

@@ -34,6 +34,7 @@ class ModelShape:
     prequantized: Optional[str] = None   # "4bit" | "8bit" when config.json carries a bnb quantization_config
     double_quant: Optional[bool] = None  # bnb_4bit_use_double_quant of a pre-quantized checkpoint
     model_type: str = ""                 # config.json's model_type (llama, qwen2, gemma2 ...), "" if unknown
+    max_position: Optional[int] = None   # max_position_embeddings: the context window (None: unknown)
     # Mixture of experts (0 = dense). For a MoE shape `intermediate` is the FFN width one token goes
     # through (its top-k routed experts + the shared experts), so the dense arithmetic gives the
     # active path; doctor/vram/workloads.py adds the experts a token does not visit.
@@ -69,6 +70,10 @@ class ModelShape:
     @property
     def attn_softcap(self) -> bool:
         return bool(self._family().get("attn_softcap", False))
+
+    @property
+    def logits_extra_bytes(self) -> float:
+        return float(self._family().get("logits_extra_bytes", 0))
 
     @property
     def kv_dim(self) -> int:
@@ -161,6 +166,7 @@ def table_lookup(name: str) -> Optional[ModelShape]:
                       vocab=row["vocab"], tied_embeddings=row["tied_embeddings"],
                       fused_projections=row.get("fused_projections", False),
                       name=row["hf_id"], source=f"table:{row['hf_id']}", model_type=row.get("model_type", ""),
+                      max_position=row.get("max_position"),
                       **{k: row[k] for k in WORKLOAD_SHAPE_KEYS if k in row})
 
 
@@ -215,6 +221,7 @@ def shape_from_config(cfg: dict, name: str = "", source: str = "") -> ModelShape
         head_dim=cfg.get("head_dim") or hidden // heads, vocab=vocab, tied_embeddings=bool(tied),
         fused_projections=model_type in ("phi3", "phi4", "phimoe"),
         name=name, source=source, prequantized=prequant, model_type=model_type,
+        max_position=mp if isinstance(mp := cfg.get("max_position_embeddings"), int) and mp > 0 else None,
         double_quant=quant.get("bnb_4bit_use_double_quant") if prequant == "4bit" else None,
         **moe, **vision)
 

@@ -9,7 +9,7 @@ from typing import Optional
 from doctor.config.model import TrainingConfig
 from doctor.findings import ConfigChange
 from doctor.report.summary import gib
-from doctor.vram.estimator import HIGH, VramEstimate, estimate, largest_fitting
+from doctor.vram.estimator import HIGH, VramEstimate, estimate, largest_fitting, seq_limit
 
 SEQ_STEP = 256   # recommend round sequence lengths
 
@@ -65,12 +65,15 @@ def fitting_changes(est: VramEstimate, config: TrainingConfig, wsl: bool = False
         changes = gc_change + [ConfigChange("per_device_train_batch_size", max_b,
                                             f"largest batch whose high estimate fits {gib(free)}")]
         if new_ga != ga:
+            kept = max_b * new_ga
             changes.append(ConfigChange("gradient_accumulation_steps", new_ga,
-                                        f"keeps the effective batch at {max_b * new_ga} (was {effective})"))
+                                        f"keeps the effective batch at {kept}"
+                                        + (f" (was {effective})" if kept != effective else "")))
         after = high(replace(inp, batch_size=max_b))
         return Advice(changes, f"batch {max_b} x accumulation {new_ga}: high estimate {gib(after)}", after)
     one = replace(inp, batch_size=1)
-    steps = largest_fitting(inp.seq_len // SEQ_STEP, lambda n: high(replace(one, seq_len=n * SEQ_STEP)) <= free)
+    steps = largest_fitting(seq_limit(shape, inp.seq_len) // SEQ_STEP,
+                            lambda n: high(replace(one, seq_len=n * SEQ_STEP)) <= free)
     if steps >= 1:
         seq = steps * SEQ_STEP
         changes = list(gc_change)

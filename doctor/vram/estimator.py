@@ -30,17 +30,29 @@ class Constants:
     c_logits_hf: float        # C7: bytes per token per vocab entry at the HF loss peak (bf16 + fp32 copies + grads)
     c_logits_unsloth_old: float   # C7: Unsloth before its fused loss: bf16 logits, gradient written in place
     c_logits_eval: float      # C7: eval forward only (bf16 logits + fp32 copy + log_softmax)
-    margin: float             # C8: allocator slack on the token-dependent part
+    margin: float             # C8: allocator slack on the token-dependent part (fragmentation the capped
+                              # allocator cannot give back; set 7 refit, see below)
     upcast_act_factor: float  # prepare_model_for_kbit_training: fp32 norms promote activations; 1.5
-                              # fits QLoRA with GC off (-15%/-19% at 1.0) and on (H100/H200, 2026-11-28)
+                              # fits QLoRA with GC off (-15%/-19% at 1.0) and on (H100/H200, 2026-11-28);
+                              # used by the Unsloth path only since set 7 (the HF path is tensor by tensor)
+    hf_act: float = 1.0       # scale on hf_activation_bytes_per_token (set 7 FIT rows)
+    math_backward: float = 2.0   # fp32 score-sized tensors alive besides P in a math-path layer's backward
+                                 # (grad of P, grad of the scores, the masked scores; set 7 F16: 3)
 
 
+# Set 7 (issue 12, H200 2026-12-03): the target is the LEAST memory a configuration trains in (the
+# allocator capped and bisected), not peak reserved. With the transformers path modelled tensor by
+# tensor, the mid edge without slack was within -4.5%..+10% of it on the 14 transformers FIT rows, so
+# the slack `margin` was refitted mechanically (benchmarks/gpu/vram_bisect.py refit(): mid median(r)-1,
+# high max(r)-1+0.10 of r = (least - static) / token part; low's rule gave 0.06, above mid's, which put
+# low over mid on rows without checkpointing, so low keeps no slack) and `math_backward` from
+# the one FIT row on SDPA's math path (+2.0 GiB = one more fp32 score tensor at 4096 tokens).
 LOW = Constants(context=0.3e9, k_layer=1.2, k_layer_unsloth=1.6, c_logits_hf=12, c_logits_unsloth_old=2, c_logits_eval=8,
-                margin=0.05, upcast_act_factor=1.0)
+                margin=0.0, upcast_act_factor=1.0, math_backward=2.0)
 MID = Constants(context=0.8e9, k_layer=1.25, k_layer_unsloth=1.9, c_logits_hf=15, c_logits_unsloth_old=3, c_logits_eval=10,
-                margin=0.10, upcast_act_factor=1.5)
+                margin=0.01, upcast_act_factor=1.5, math_backward=3.0)
 HIGH = Constants(context=1.0e9, k_layer=1.3, k_layer_unsloth=2.2, c_logits_hf=18, c_logits_unsloth_old=4, c_logits_eval=12,
-                 margin=0.20, upcast_act_factor=1.8)
+                 margin=0.13, upcast_act_factor=1.8, math_backward=3.5)
 
 # bnb 4-bit bytes per weight: packed nibbles + fp32 absmax per 64-block, or with double quant an
 # 8-bit absmax + one fp32 per 256 blocks (QLoRA paper; vram-and-hang.md C2).
@@ -68,6 +80,7 @@ class Inputs:
     gc: str = "hf"                      # off | hf | unsloth (checkpoints offloaded to host RAM)
     attn: str = "sdpa"                  # sdpa | flash_attention_2 | eager
     loss: str = "hf"                    # hf | liger | fused | unsloth-logits
+    autocast: bool = True               # the step runs under torch.autocast (Trainer bf16/fp16=True)
     workload: Optional[object] = None   # doctor/vram/workloads.Workload (GRPO, DPO, vLLM, vision) # workloads hook
 
     @property
@@ -151,6 +164,71 @@ def activation_bytes_per_token(shape: ModelShape, act: float = 2.0) -> float:
     return act * (4 * h + 3 * shape.q_dim + 2 * shape.kv_dim + 4 * i) + extra_norms
 
 
+QK_NORM_TYPES = ("qwen3", "gemma3", "gemma3_text")   # per-head RMSNorm on q and k (fp32 inputs saved)
+
+
+def hf_activation_bytes_per_token(shape: ModelShape, inp: "Inputs") -> float:
+    """What one decoder layer keeps for backward per token on the transformers + PEFT path, tensor
+    by tensor (torch autograd saves only what a gradient needs; the base weights are frozen, so a
+    frozen Linear saves no activation, only the LoRA A matmul does):
+    - each RMSNorm keeps its fp32 input copy (x.to(float32) feeds pow and the rsqrt product): 4 bytes
+      per hidden unit, whatever the model dtype; Qwen3/Gemma 3 add per-head q/k norms (4 x (q + kv));
+    - each adapted module keeps its own copy of its input: PEFT casts x to the fp32 adapter dtype
+      (_cast_input_dtype) and autocast casts it back to bf16 for the matmul, a fresh tensor per module
+      (q, k and v do not share one); without autocast the fp32 copy itself is kept;
+    - SDPA keeps q, k, v and its output in the dtype it runs in (flash / memory-efficient: no scores;
+      the math path and eager attention are counted per score in estimate());
+    - the SwiGLU MLP keeps the gate (activation input), the activation output and up (their product's
+      operands) in the projections' output dtype: bitsandbytes Linear4bit casts its output back to
+      the input's dtype, fp32 once prepare_model_for_kbit_training upcast the embeddings, so the MLP
+      runs in fp32 under QLoRA even with autocast.
+    Bytes: sdpa = 2 under autocast else the residual stream's dtype; proj = the residual stream's
+    dtype for quantized bases (cast back), else 2 under autocast."""
+    h, i, q, kv = shape.hidden, shape.intermediate, shape.q_dim, shape.kv_dim
+    resid = residual_bytes(inp)
+    copy = 2 if inp.autocast else 4
+    sdpa = 2 if inp.autocast else resid
+    proj = resid if (inp.quant != "none" or not inp.autocast) else 2
+    norms = 4 * h * shape.norms_per_layer + (4 * (q + kv) if shape.model_type in QK_NORM_TYPES else 0)
+    mods = lora_modules(shape, inp.lora_targets) if not inp.full_finetune else {}
+    if shape.fused_projections:   # Phi-3: one qkv_proj and one gate_up_proj module, one input copy each
+        groups = {"q_proj": "qkv", "k_proj": "qkv", "v_proj": "qkv", "gate_proj": "gate_up", "up_proj": "gate_up"}
+        mods = {groups.get(m, m): d for m, d in mods.items()}
+    adapted = sum(i_ for i_, _o in mods.values())
+    if inp.full_finetune:   # every Linear's weight needs a gradient: each keeps its input, and modules
+        # fed the same tensor (q/k/v, gate/up) share it: the two norm outputs, o's and down's inputs
+        adapted, copy = 2 * h + q + i, resid if not inp.autocast else 2
+    # Phi-3's v is a view of the fused qkv output, so SDPA keeping v keeps all of it alive
+    fused_qkv = sdpa * (q + kv) if shape.fused_projections else 0
+    # small per-token terms: each adapter's rank-r A output (kept twice: B's input and its cast),
+    # RoPE's cos/sin (kept by the q and k products, shared), SDPA's fp32 logsumexp per head
+    small = 2 * copy * inp.lora_r * len(mods) + 2 * sdpa * shape.head_dim + 4 * shape.heads
+    return norms + copy * adapted + sdpa * (2 * q + 2 * kv) + fused_qkv + proj * 3 * i + small
+
+
+def residual_bytes(inp: "Inputs") -> int:
+    """Bytes per element of the hidden states between layers: fp32 once the embeddings are fp32
+    (prepare_model_for_kbit_training upcasts them; autocast does not touch the residual adds)."""
+    if (inp.upcast and inp.quant != "none") or inp.param_bytes == 4:
+        return 4
+    return 2
+
+
+def sdpa_backend(shape: ModelShape, inp: "Inputs") -> str:
+    """Which kernel torch's scaled_dot_product_attention picks (torch/csrc/.../sdp_utils.cpp, 2.x):
+    flash needs fp16/bf16 and head_dim <= 256; the memory-efficient kernel takes fp32 but not
+    enable_gqa, which transformers passes for grouped-query models when there is no padding mask;
+    what neither takes runs the math path, which materialises the fp32 scores (b x heads x s^2) and
+    keeps them for backward. Autocast casts SDPA's inputs to bf16 (SDPA is on its lower-precision
+    list), so only a step without autocast on an fp32 (or fp32-upcast) model reaches the math path."""
+    if inp.attn != "sdpa":
+        return inp.attn
+    fp32 = not inp.autocast and residual_bytes(inp) == 4
+    if not fp32:
+        return "flash" if shape.head_dim <= 256 else "efficient"
+    return "math" if shape.kv_heads != shape.heads else "efficient"
+
+
 def dropout_bytes_per_token(shape: ModelShape, targets: tuple[str, ...], act: float = 2.0) -> float:
     """lora_dropout > 0: PEFT keeps a dropped copy + a 1-byte mask of each adapted input (C6)."""
     return (act + 1) * sum(i for i, _o in lora_modules(shape, targets).values())
@@ -214,22 +292,39 @@ def estimate(shape: ModelShape, inp: Inputs, k: Constants = MID) -> Breakdown:
                            note=inp.optim))
 
     # C6 activations
-    act = 2.0 * (k.upcast_act_factor if (inp.upcast and inp.quant != "none") else 1.0)
-    per_tok = activation_bytes_per_token(shape, act)
+    if inp.framework == "unsloth":   # Unsloth's own kernels: the spec's layer, measured slope k_layer_unsloth
+        act = 2.0 * (k.upcast_act_factor if (inp.upcast and inp.quant != "none") else 1.0)
+        per_tok = activation_bytes_per_token(shape, act)
+    else:
+        act = float(residual_bytes(inp))
+        per_tok = k.hf_act * hf_activation_bytes_per_token(shape, inp)
     if inp.lora_dropout and inp.lora_dropout > 0 and not inp.full_finetune:
         per_tok += dropout_bytes_per_token(shape, inp.lora_targets, act)
     layer = T * per_tok
     transient = 0.0
-    if inp.attn == "eager":
+    backend = sdpa_backend(shape, inp) if inp.framework != "unsloth" else inp.attn
+    scores = b * shape.heads * s * s
+    if backend == "eager":
         # per score: the fp32 softmax output and the probabilities for P@V are saved (+ the tanh
-        # output where logits are soft-capped, Gemma 2); an fp32 softmax transient on top
-        layer += b * shape.heads * s * s * (4 + act + (act if shape.attn_softcap else 0))
-        transient = b * shape.heads * s * s * 4
+        # output where logits are soft-capped, Gemma 2); an fp32 softmax transient on top. Under
+        # autocast the score matmuls (and so the tanh and the P@V input) are bf16 even when the
+        # residual stream is fp32 (QLoRA upcast): 8 bytes a score, not 12 (sets 5-6, H200 2026-11-30)
+        sact = 2.0 if (inp.autocast or inp.framework == "unsloth") else act
+        layer += scores * (4 + sact + (sact if shape.attn_softcap else 0))
+        transient = scores * 4
+    elif backend == "math":
+        # the math path keeps the fp32 softmax output P per layer (and q scaled, k and v repeated to
+        # every head, not the kernels' q, k, v, out: seen with saved_tensors_hooks); in the layer's
+        # backward the gradients of P and of the raw scores (fp32 each) exist together with it
+        layer += scores * 4 + T * 4 * (shape.q_dim - 2 * shape.kv_dim)   # + scaled q, k and v expanded to every head
+        transient = scores * 4 * k.math_backward
+    scores_note = {"math": "; SDPA math path keeps fp32 scores (fp32 q/k/v + GQA: no mixed precision?)",
+                   "eager": "; eager attention keeps the scores"}.get(backend, "")
     ckpt = L * h * act * T
 
     # C7 logits and loss
-    if inp.loss == "hf":
-        logits, lnote = k.c_logits_hf * V * T, "fp32 logits, log-softmax, grads"
+    if inp.loss == "hf":   # + the family's extra vocabulary-sized tensors (Gemma 2 soft-capping, Granite scaling)
+        logits, lnote = (k.c_logits_hf + shape.logits_extra_bytes) * V * T, "fp32 logits, log-softmax, grads"
     elif inp.loss == "unsloth-logits":
         logits, lnote = k.c_logits_unsloth_old * V * T, "bf16 logits (pre-2024.12 Unsloth)"
     else:   # liger / Unsloth fused: chunked lm_head + CE, ~T*h elements in flight (C7)
@@ -238,7 +333,7 @@ def estimate(shape: ModelShape, inp: Inputs, k: Constants = MID) -> Breakdown:
     host = 0.0
     if inp.gc == "off":
         comps.append(Component("activations", "activations (all layers)", L * layer + transient,
-                               token_dependent=True, note="no gradient checkpointing"))
+                               token_dependent=True, note="no gradient checkpointing" + scores_note))
         comps.append(Component("logits", "logits + loss", logits, token_dependent=True, note=lnote))
     else:
         recompute = (k.k_layer_unsloth if inp.gc == "unsloth" else k.k_layer) * layer + transient
@@ -251,7 +346,7 @@ def estimate(shape: ModelShape, inp: Inputs, k: Constants = MID) -> Breakdown:
         logits_peak = logits >= recompute
         comps.append(Component("activations", "activations (layer in backward)", recompute,
                                at_peak=not logits_peak, token_dependent=True,
-                               note="recomputed" + (" + dropout copies" if inp.lora_dropout else "")))
+                               note="recomputed" + (" + dropout copies" if inp.lora_dropout else "") + scores_note))
         comps.append(Component("logits", "logits + loss", logits, at_peak=logits_peak, token_dependent=True,
                                note=lnote))
     from doctor.vram.workloads import workload_components   # MoE, VLM, GRPO/vLLM, DPO reference
@@ -369,8 +464,15 @@ def largest_fitting(limit: int, fits) -> int:
 def fit_search(shape: ModelShape, high: Inputs, free: float) -> tuple[int, int]:
     """(max batch at this seq_len, max seq_len in units of 64 at this batch) with the high estimate."""
     max_b = largest_fitting(4096, lambda n: estimate(shape, replace(high, batch_size=n), HIGH).total <= free)
-    units = largest_fitting(1 << 15, lambda n: estimate(shape, replace(high, seq_len=64 * n), HIGH).total <= free)
+    units = largest_fitting(seq_limit(shape, 1 << 21) // 64,
+                            lambda n: estimate(shape, replace(high, seq_len=64 * n), HIGH).total <= free)
     return max_b, 64 * units
+
+
+def seq_limit(shape: ModelShape, default: int) -> int:
+    """The longest sequence worth suggesting: the model's context window where known (a longer
+    one would fit in memory but train positions the model was never built for)."""
+    return min(default, shape.max_position) if shape.max_position else default
 
 
 def estimate_for(facts, config) -> Optional[VramEstimate]:

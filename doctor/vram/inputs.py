@@ -91,6 +91,10 @@ def inputs_for(cfg: TrainingConfig, facts) -> tuple[Inputs, Inputs, Inputs, list
         batch = defaults.value("hf.per-device-train-batch-size")
         notes.append(f"per_device_train_batch_size not set: the Trainer default {batch}")
     seq = effective_seq_len(cfg, notes)
+    window = cfg.model_shape.max_position if cfg.model_shape is not None else None
+    if window and seq > window:
+        notes.append(f"sequence length {seq} exceeds the model's context window ({window} positions): "
+                     "estimated as given; fit suggestions stay within the window")
     quant = _quant(cfg)
     double_quant = cfg.bnb_4bit_use_double_quant
     if double_quant is None and cfg.model_shape is not None and cfg.model_shape.double_quant is not None:
@@ -121,15 +125,21 @@ def inputs_for(cfg: TrainingConfig, facts) -> tuple[Inputs, Inputs, Inputs, list
                  upcast=False, full_finetune=full, lora_r=r, lora_targets=targets,
                  lora_dropout=cfg.lora_dropout or 0.0, modules_to_save=tuple(cfg.modules_to_save or ()),
                  optim=optim, gc=_gc(cfg, facts, notes), attn=attn, loss=loss)
+    autocast = _autocast(cfg)
+    mid = replace(mid, autocast=autocast is not False)
     low, high = mid, mid
+    if autocast is None and not unsloth and quant != "none":
+        notes.append("mixed precision (bf16/fp16) not set: the high edge assumes none, where an fp32-upcast "
+                     "model can run SDPA's math path (seq^2 scores)")
+        high = replace(high, autocast=False)
     if quant != "none" and not unsloth:
         prep = cfg.prepare_model_for_kbit_training
         if prep is None:
             notes.append("unknown whether prepare_model_for_kbit_training upcasts embeddings to fp32: "
                          "the band covers both")
-            mid, high = replace(mid, upcast=True), replace(mid, upcast=True)
+            mid, high = replace(mid, upcast=True), replace(high, upcast=True)
         elif prep:
-            low = mid = high = replace(mid, upcast=True)
+            low, mid, high = replace(low, upcast=True), replace(mid, upcast=True), replace(high, upcast=True)
     if loss == "unknown-unsloth":
         notes.append("unsloth version unknown: fused loss (>= 2024.12) assumed, full bf16 logits in the high edge")
         low, mid = replace(low, loss="fused"), replace(mid, loss="fused")
@@ -138,6 +148,18 @@ def inputs_for(cfg: TrainingConfig, facts) -> tuple[Inputs, Inputs, Inputs, list
             "all-linear", "qkv_proj", "gate_up_proj"}):
         notes.append(f"target_modules {list(targets)} not recognized: no adapter memory counted")
     return low, mid, high, notes
+
+
+def _autocast(cfg: TrainingConfig):
+    """Does the step run under autocast? The Trainer autocasts when bf16 or fp16 is on (a True or an
+    is_bf16_supported() marker on either side: one of the pair is on); both off or absent in a
+    TrainingArguments means no mixed precision (its default); None when it cannot be told."""
+    vals = [cfg.bf16, cfg.fp16]
+    if any(v is True or (isinstance(v, str) and v.startswith("auto:")) for v in vals):
+        return True
+    if all(v is False for v in vals) or (all(v in (None, False) for v in vals) and cfg.args_class == "TrainingArguments"):
+        return False
+    return None
 
 
 def _default_attn(cfg: TrainingConfig, unsloth: bool, notes: list[str]) -> str:
