@@ -7,8 +7,6 @@ from typing import Optional
 
 from doctor.facts import Facts
 
-GIB = 1024 ** 3
-
 # Links that several checks cite (documents named in shared/knowledge).
 NVIDIA_WSL_GUIDE = "https://docs.nvidia.com/cuda/wsl-user-guide/index.html"
 PYTORCH_INSTALL = "https://pytorch.org/get-started/locally/"
@@ -80,10 +78,6 @@ def driver_column(facts: Facts) -> str:
 def unsloth_in_use(facts: Facts, config=None) -> bool:
     """Unsloth is installed, or the training config uses it."""
     return bool(facts.version("unsloth")) or bool(config is not None and config.is_unsloth)
-
-
-def gib(n: Optional[int]) -> str:
-    return "?" if n is None else f"{n / GIB:.1f} GiB"
 
 
 def arch_row(cap: Optional[tuple[int, int]]) -> Optional[dict]:

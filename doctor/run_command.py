@@ -11,7 +11,7 @@ from doctor.config.flags import ConfigOverrides
 from doctor.exitcodes import DoctorError
 from doctor.facts import Facts
 from doctor.findings import Finding, Severity, rank
-from doctor.report.envelope import Report
+from doctor.report_model import Report
 
 
 def load_facts(path: Path) -> Facts:
@@ -102,7 +102,7 @@ def vram_after_patch(facts: Facts, config, patch) -> Optional[str]:
     layer's checkpoint on the GPU), so say whether the patched config still fits."""
     import dataclasses
 
-    from doctor.report.summary import gib
+    from doctor.units import gib
     from doctor.vram.estimator import estimate_for
 
     names = {f.name for f in dataclasses.fields(config)}

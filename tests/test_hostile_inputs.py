@@ -25,7 +25,7 @@ from doctor.engine import run_checks
 from doctor.facts import Facts
 from doctor.findings import exit_code_for
 from doctor.outputs import write_new_file
-from doctor.report.markdown import code_span
+from doctor.text import code_span
 from tests.conftest import EXAMPLES, FACT_SNAPSHOTS, ROOT
 
 WSL = FACT_SNAPSHOTS / "wsl2-2080ti-unsloth-2024.8.json"

@@ -217,7 +217,7 @@ def test_driver_too_old_ranks_before_cuda_unavailable_on_real_checks():
 
 
 def test_renderers_point_at_the_cause(tmp_path):
-    from doctor.report.envelope import Report
+    from doctor.report_model import Report
     from doctor.report.markdown import render_markdown
     from doctor.report.terminal import make_console, render_report
 

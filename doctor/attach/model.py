@@ -89,7 +89,7 @@ class AttachReport:
         }
 
     def report(self):
-        from doctor.report.envelope import Report
+        from doctor.report_model import Report
 
         return Report(command="attach", findings=list(self.findings), facts=None,
                       sections={"attach": self.to_dict()})

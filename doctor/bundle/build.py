@@ -208,7 +208,7 @@ def sanitized_facts(facts: Facts, redactor: Redactor, counts: Counter) -> Facts:
 
 
 def write_bundle(g: Gathered, opts: BundleOptions, path: Path, now: _dt.datetime) -> BundleResult:
-    from doctor.report.envelope import Report
+    from doctor.report_model import Report
     from doctor.report.markdown import render_markdown
 
     # a credential-named local's value is a secret everywhere (the same token is often in argv too)

@@ -124,7 +124,7 @@ def analyze_nodes(paths: list[Path], json_out: bool = False, markdown: Optional[
     from doctor.attach import ranks
     from doctor.attach.api import diagnose_snapshot
     from doctor.attach.attach_findings import make_finding
-    from doctor.report.envelope import Report
+    from doctor.report_model import Report
     from doctor.run_command import emit
 
     nodes, skipped = load_nodes(paths)
@@ -182,7 +182,7 @@ def _terminal(rows, differ, lu, skipped):
 
 def _markdown(rows, differ, lu, skipped) -> str:
     from doctor.attach.render import rank_table_markdown
-    from doctor.report.markdown import md_escape_cell
+    from doctor.text import md_escape_cell
 
     cols = ["node"] + [label for label, _ in _COMPARED]
     lines = ["### Nodes", "", "Differ in: " + (", ".join(differ) or "nothing compared"), "",

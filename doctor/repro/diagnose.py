@@ -14,8 +14,8 @@ from typing import Optional
 from doctor.findings import ConfigChange, Finding, Severity
 from doctor.repro.faults import failure_mode
 from doctor.repro.result import ReproResult, StepRecord
+from doctor.units import gib
 
-GIB = 1 << 30
 MIB = 1 << 20
 HOST_GROWTH_MIN = 256 * MIB       # the stalled process grew at least this much since its last step ...
 HOST_GROWTH_RATIO = 0.25          # ... and by this share of its size then
@@ -56,10 +56,6 @@ CUDA_ERROR_CLASSES = [
 ]
 _SHAPE_MISMATCH = re.compile(r"size of tensor a \((\d+)\) must match the size of tensor b \((\d+)\)")
 _UNSLOTH_TRUNCATE = re.compile(r"Unsloth: Input IDs of length (\d+) > the model's max sequence length of (\d+)")
-
-
-def gib(n) -> str:
-    return "?" if n is None else f"{n / GIB:.2f} GiB"
 
 
 def _median(values: list[float]) -> Optional[float]:
@@ -200,7 +196,7 @@ def stall_finding(r: ReproResult) -> tuple[str, Finding]:
         return "host-memory", Finding(
             id="repro.stall.host-memory", severity=Severity.ERROR, failure_mode="FM-18", confidence=0.8,
             title=f"{stopped} at {where} while host memory ran short "
-                  f"(grew {gib(mem['growth'])} since the last step; {gib(mem['mem_available'])} available)",
+                  f"(grew {gib(mem['growth'], 2)} since the last step; {gib(mem['mem_available'], 2)} available)",
             why=f"{waited}. The training process took much more host RAM than at its last finished step "
                 "and/or the machine is nearly out of it: the step is waiting on memory (reclaim, swap), "
                 "and the kernel's OOM killer may end it next. Under WSL2 the VM gets half of Windows' RAM "
@@ -302,9 +298,9 @@ def crash_finding(r: ReproResult) -> tuple[str, Finding]:
                        ConfigChange("gradient_accumulation_steps", (ga or 1) * 2, "keeps the effective batch")]
         return "vram-oom", Finding(
             id="repro.crash.cuda-oom", severity=Severity.ERROR, failure_mode="FM-01", confidence=0.95,
-            title=f"CUDA out of memory {when}: {gib(mem.get('gpu_free'))} free of "
-                  f"{gib(mem.get('gpu_total'))}, the last finished step peaked at "
-                  f"{gib(last.mem_peak if last else None)}",
+            title=f"CUDA out of memory {when}: {gib(mem.get('gpu_free'), 2)} free of "
+                  f"{gib(mem.get('gpu_total'), 2)}, the last finished step peaked at "
+                  f"{gib(last.mem_peak if last else None, 2)}",
             why="The step needed more VRAM than was free. On Linux this is a clean OOM; on Windows/WSL2 "
                 "drivers >= 536.40 the same shortage spills into shared system memory instead and the "
                 "step crawls or stalls (the step-11 hang)."
@@ -400,7 +396,7 @@ def wsl_findings(r: ReproResult) -> list[Finding]:
     if growth and growth > 256 * MIB:
         out.append(Finding(
             id="repro.wsl.shared-memory-growth", severity=Severity.WARNING, failure_mode="FM-01",
-            confidence=0.7, title=f"Windows shared GPU memory grew {gib(growth)} during the run",
+            confidence=0.7, title=f"Windows shared GPU memory grew {gib(growth, 2)} during the run",
             why="The driver spilled VRAM into system RAM (sysmem fallback): steps crawl instead of failing "
                 "with an out-of-memory error.",
             remediation="NVIDIA Control Panel -> CUDA - Sysmem Fallback Policy -> Prefer No Sysmem Fallback; "
