@@ -1,14 +1,3 @@
-"""Loads the sourced knowledge tables under checks/data/ (JSON, each row with its source)."""
-from __future__ import annotations
-
-import functools
-import json
-from pathlib import Path
-
-DATA_DIR = Path(__file__).parent / "data"
-
-
-@functools.lru_cache(maxsize=None)
-def load(name: str):
-    """load("driver_cuda") reads checks/data/driver_cuda.json."""
-    return json.loads((DATA_DIR / f"{name}.json").read_text())
+"""The knowledge loader moved to doctor.knowledge (core, issue 14 move 6). This re-export stays
+only until the open "watch" branch, which imports it from here, is merged; then delete it."""
+from doctor.knowledge import DATA_DIR, load  # noqa: F401

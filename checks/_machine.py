@@ -84,7 +84,7 @@ def arch_row(cap: Optional[tuple[int, int]]) -> Optional[dict]:
     """checks/data/gpu_arch.json row for a capability (exact, else the nearest lower minor)."""
     if cap is None:
         return None
-    from checks._data import load
+    from doctor.knowledge import load
 
     rows = [r for r in load("gpu_arch")["architectures"]
             if r["capability"][0] == cap[0] and r["capability"][1] <= cap[1]]
@@ -93,7 +93,7 @@ def arch_row(cap: Optional[tuple[int, int]]) -> Optional[dict]:
 
 def min_cuda_for_gpus(facts: Facts) -> Optional[str]:
     """The oldest CUDA that can build kernels for every GPU here (12.8 for Blackwell)."""
-    from checks._versions import cuda_tuple
+    from doctor.knowledge.versions import cuda_tuple
 
     needs = [r["min_cuda"] for r in (arch_row(g.capability) for g in gpus(facts)) if r and r["min_cuda"]]
     return max(needs, key=cuda_tuple, default=None)

@@ -7,8 +7,8 @@ from __future__ import annotations
 import math
 
 from checks import check
-from checks._requires import requirement_on
-from checks._versions import parse
+from doctor.knowledge.requires import requirement_on
+from doctor.knowledge.versions import parse
 from doctor.config.model import TrainingConfig
 from doctor.config.workloads import is_grpo
 from doctor.facts import Facts

@@ -58,6 +58,6 @@ class Report:
 
 def _release_table_snapshot() -> Optional[str]:
     """When the bundled release table (checks/data/releases.json.gz) was built, if a check used it."""
-    from checks._releases import loaded_snapshot
+    from doctor.knowledge.releases import loaded_snapshot
 
     return loaded_snapshot()

@@ -221,7 +221,7 @@ def list_checks(json_out: bool) -> int:
         t.add_row(c.id, c.title + (" (needs a config)" if c.needs_config else ""), "\n".join(c.finding_ids))
     console = make_console()
     console.print(t)
-    from checks._releases import table
+    from doctor.knowledge.releases import table
 
     console.print(f"release table: PyPI snapshot {table().snapshot_day or 'missing'} "
                   "(refresh: python checks/data/refresh_releases.py)")

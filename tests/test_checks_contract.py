@@ -12,7 +12,7 @@ import pytest
 from packaging.specifiers import SpecifierSet
 
 from checks import all_checks
-from checks._data import DATA_DIR, load
+from doctor.knowledge import DATA_DIR, load
 from checks_helpers import (ARCH_CU124, as_wsl2, linux_gpu, reference_config, requires, set_packages,
                             snapshot, snapshot_names)
 from doctor.config.model import TrainingConfig
@@ -164,7 +164,7 @@ def test_every_knowledge_row_names_its_source(name):
 
 
 def test_knowledge_tables_parse():
-    from checks._versions import driver_tuple, parse
+    from doctor.knowledge.versions import driver_tuple, parse
 
     for row in load("driver_cuda")["toolkits"] + load("driver_cuda")["minor_version_floors"]:
         for col in ("linux", "windows"):

@@ -110,7 +110,7 @@ class Breakdown:
 
 def optimizer_bytes(optim: str, param_bytes: float) -> tuple[float, bool]:
     """(state bytes per trainable param, known?) from checks/data/optimizer_state.json."""
-    from checks._data import load
+    from doctor.knowledge import load
 
     name = (optim or "").lower().split(".")[-1]
     for row in load("optimizer_state")["optimizers"]:

@@ -92,7 +92,7 @@ def _tokens(name: str) -> list[str]:
 
 
 def _rows() -> list[dict]:
-    from checks._data import load
+    from doctor.knowledge import load
 
     return load("gpus")["gpus"]
 
