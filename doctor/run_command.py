@@ -11,38 +11,8 @@ from doctor.config.flags import ConfigOverrides
 from doctor.exitcodes import DoctorError
 from doctor.facts import Facts
 from doctor.findings import Finding, Severity, rank
+from doctor.facts_source import obtain_facts, save_new_facts
 from doctor.report_model import Report
-
-
-def load_facts(path: Path) -> Facts:
-    """Facts from a saved facts JSON, a report envelope, or a bundle archive."""
-    if not path.exists():
-        raise DoctorError(f"facts file not found: {path}", exitcodes.FACTS_INVALID)
-    if path.is_dir():
-        raise DoctorError(f"--facts {path}: is a directory (expected a facts .json or a bundle .zip)",
-                          exitcodes.FACTS_INVALID)
-    if path.suffix in (".zip", ".gz", ".tgz") or path.name.endswith(".tar.gz"):
-        from doctor.bundle.archive import read_bundle_facts
-
-        return read_bundle_facts(path)
-    from doctor import limits
-    from doctor.config.loader import read_limited_text
-    from doctor.config.structured import load_json_value
-
-    text = read_limited_text(path, limits.MAX_FACTS_BYTES, "facts", exitcodes.FACTS_INVALID, max_line=None)
-    data = load_json_value(text, str(path), exitcodes.FACTS_INVALID)
-    try:
-        return Facts.from_dict_checked(data)
-    except (ValueError, TypeError, KeyError) as exc:
-        raise DoctorError(f"{path}: {exc}", exitcodes.FACTS_INVALID)
-
-
-def obtain_facts(facts_path: Optional[Path]) -> Facts:
-    if facts_path is not None:
-        return load_facts(facts_path)
-    from doctor.probes import gather_facts
-
-    return gather_facts()
 
 
 def build_report(facts: Facts, config=None, gpu: Optional[str] = None, only=None,
@@ -183,19 +153,6 @@ def run_doctor(config: Optional[Path], facts_path: Optional[Path], save_facts: O
         save_new_facts(facts, save_facts)
     report, term, md = build_report(facts, cfg, gpu=gpu, only=only, out_dir=out_dir)
     return emit(report, term, md, json_out, markdown)
-
-
-def save_new_facts(facts: Facts, path: Path) -> Path:
-    """--save-facts: a new file (an existing name is left alone and the next free one used)."""
-    from doctor.outputs import write_new_file
-
-    try:
-        written = write_new_file(path, json.dumps(facts.to_dict(), indent=1, sort_keys=True) + "\n")
-    except OSError as exc:
-        raise DoctorError(f"--save-facts: cannot write {path}: {exc.strerror or exc}", exitcodes.USAGE)
-    if written != path:
-        sys.stderr.write(f"doctor: {path} exists and was left alone: facts written to {written}\n")
-    return written
 
 
 def list_checks(json_out: bool) -> int:

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
-from doctor.bundle import archive as A
+from doctor import archive as A
 from doctor.exitcodes import DoctorError
 
 

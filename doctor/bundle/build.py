@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from doctor import exitcodes
-from doctor.bundle import archive as A
+from doctor import archive as A
 from doctor.bundle.collect import Collected, kernel_messages, nvidia_smi, pip_outputs
 from doctor.bundle.identity import process_environ, redactor_for
 from doctor.bundle.issue import IssueBody, IssueInputs, build_issue, extract_traceback
-from doctor.bundle.redact import HOME, HOST, USER, Redactor
+from doctor.redact import HOME, HOST, USER, Redactor
 from doctor.bundle.stacks import attach_summary, mask_secret_locals, secret_local_values, stacks_text, strip_locals
 from doctor.config.flags import ConfigOverrides
 from doctor.exitcodes import DoctorError
@@ -87,7 +87,8 @@ def validate(opts: BundleOptions) -> None:
 # ---------------------------------------------------------------- gathering
 
 def gather(opts: BundleOptions, work_dir: Path) -> Gathered:
-    from doctor.run_command import build_report, obtain_facts
+    from doctor.facts_source import obtain_facts
+    from doctor.run_command import build_report
 
     say = opts.progress or (lambda _msg: None)
     if opts.pid is not None:   # a mistyped pid is an error now, not a note after a minute of probing

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from doctor import __version__
-from doctor.bundle.redact import Redactor
+from doctor.redact import Redactor
 from doctor.facts import Facts
 from doctor.text import details, fenced
 from doctor.findings import Finding

@@ -82,7 +82,7 @@ def load_nodes(paths: list[Path]):
             if f.stat().st_size > MAX_FILE_BYTES:
                 raise ValueError(f"over {MAX_FILE_BYTES // 2**20} MiB")
             if f.suffix == ".zip":
-                from doctor.bundle.archive import open_bundle
+                from doctor.archive import open_bundle
                 slot["facts"] = open_bundle(f).facts()
                 continue
             data = json.loads(f.read_text())

@@ -1,7 +1,7 @@
 """Command-line entry point. Thin: parse arguments, call one function per command.
 
-Each command module owns its options through a `register(app)` function, so the modules stay
-independent. Expected failures (DoctorError) become one line on stderr and a distinct exit code.
+Each command module (doctor/cli/<command>.py) owns its options through a `register(app)`
+function, so the modules stay independent. The console script is doctor.entry:main. Expected failures (DoctorError) become one line on stderr and a distinct exit code.
 """
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def handles_errors(fn):
         try:
             code = fn(*args, **kwargs)
         except BrokenPipeError:
-            from doctor.entry import silence_broken_pipe
+            from doctor.stdio import silence_broken_pipe
 
             silence_broken_pipe()
             raise typer.Exit(exitcodes.BROKEN_PIPE)
@@ -134,24 +134,14 @@ def list_checks(json_out: Annotated[bool, typer.Option("--json", help="As JSON."
 
 
 def _register_commands() -> None:
-    from doctor.attach import cli as attach_cli
-    from doctor.bundle import cli as bundle_cli
-    from doctor.repro import cli as repro_cli
-    from doctor.smoke import cli as smoke_cli
-    from doctor.vram import cli as vram_cli
+    from doctor.cli import attach as attach_cli
+    from doctor.cli import bundle as bundle_cli
+    from doctor.cli import repro as repro_cli
+    from doctor.cli import smoke as smoke_cli
+    from doctor.cli import vram as vram_cli
 
     for module in (vram_cli, attach_cli, repro_cli, bundle_cli, smoke_cli):
         module.register(app, handles_errors, with_config_flags)
 
 
 _register_commands()
-
-
-def main() -> None:
-    from doctor.entry import main as entry_main
-
-    entry_main()
-
-
-if __name__ == "__main__":
-    main()

@@ -17,7 +17,7 @@ from doctor.exitcodes import DoctorError
 def run_vram(config_path: Optional[Path], overrides: Optional[ConfigOverrides], gpu: Optional[str],
              facts_path: Optional[Path], json_out: bool) -> int:
     from doctor.config.loader import load_config
-    from doctor.run_command import obtain_facts
+    from doctor.facts_source import obtain_facts
 
     if config_path is None and (overrides is None or overrides.model is None):
         raise DoctorError("give a training config (train.py, .yaml, .json) or at least --model", exitcodes.USAGE)

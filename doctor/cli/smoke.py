@@ -14,7 +14,8 @@ from doctor.exitcodes import DoctorError
 def run_smoke_command(only: Optional[list[str]], facts_path: Optional[Path], save_facts: Optional[Path],
                       json_out: bool, markdown: Optional[Path]) -> int:
     from doctor.outputs import check_output_file
-    from doctor.run_command import build_report, emit, obtain_facts, save_new_facts
+    from doctor.facts_source import obtain_facts, save_new_facts
+    from doctor.run_command import build_report, emit
     from doctor.smoke.steps import STEPS
 
     unknown = [s for s in (only or []) if s not in STEPS]
