@@ -25,6 +25,9 @@ class Report:
     exit_code: Optional[int] = None                # overrides the findings-derived code
     generated_at: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc)
                               .isoformat(timespec="seconds"))
+    # Not serialised: what the renderers format besides the findings (doctor.report.emit) ...
+    parts: list[Any] = field(default_factory=list, repr=False)   # VramEstimate, PatchResult, AttachReport, ReproResult
+    title: Optional[str] = None                    # ... and the report's heading
 
     def __post_init__(self):
         self.findings = rank(self.findings)

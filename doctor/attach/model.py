@@ -92,7 +92,7 @@ class AttachReport:
         from doctor.report_model import Report
 
         return Report(command="attach", findings=list(self.findings), facts=None,
-                      sections={"attach": self.to_dict()})
+                      sections={"attach": self.to_dict()}, parts=[self])
 
 
 def _snapshot_without_dumps(snap: Optional[Snapshot]) -> Optional[dict]:

@@ -109,8 +109,10 @@ def gather(opts: BundleOptions, work_dir: Path) -> Gathered:
     from doctor.logs import attach_log_matches
 
     attach_log_matches(facts, g.logs)
-    report, _term, md = build_report(facts, cfg, command="bundle", out_dir=work_dir / "patch", write_patch=cfg is not None)
-    g.report, g.md_sections = report, md
+    from doctor.report.emit import sections
+
+    report = build_report(facts, cfg, command="bundle", out_dir=work_dir / "patch", write_patch=cfg is not None)
+    g.report, g.md_sections = report, sections(report)[1]
     g.patch = _patch_of(report)
     if opts.pid is not None:
         say(f"sampling pid {opts.pid} with py-spy")

@@ -125,7 +125,7 @@ def analyze_nodes(paths: list[Path], json_out: bool = False, markdown: Optional[
     from doctor.attach.api import diagnose_snapshot
     from doctor.attach.attach_findings import make_finding
     from doctor.report_model import Report
-    from doctor.run_command import emit
+    from doctor.report.emit import emit
 
     nodes, skipped = load_nodes(paths)
     if not nodes:
@@ -151,8 +151,9 @@ def analyze_nodes(paths: list[Path], json_out: bool = False, markdown: Optional[
                 "ranks": lu.to_dict() if lu is not None else None}
     report = Report(command="analyze", findings=findings, facts=None, sections=sections)
     title = f"finetune doctor analyze: {len(nodes)} node{'s' if len(nodes) != 1 else ''}"
-    return emit(report, [_terminal(rows, differ, sections["ranks"], skipped)],
-                [_markdown(rows, differ, sections["ranks"], skipped)], json_out, markdown, title=title)
+    return emit(report, json_out, markdown, title=title,
+                term_sections=[_terminal(rows, differ, sections["ranks"], skipped)],
+                md_sections=[_markdown(rows, differ, sections["ranks"], skipped)])
 
 
 def _terminal(rows, differ, lu, skipped):

@@ -115,20 +115,22 @@ def run(
 ) -> int:
     """Check this machine (and a training config, if given): a ranked remediation report."""
     from doctor.probes import torch_cache  # torch facts cache (issue 14)
+    from doctor.report.emit import emit
     from doctor.run_command import run_doctor
 
     torch_cache.set_enabled(not no_cache)  # torch facts cache (issue 14)
 
-    return run_doctor(config=config, facts_path=facts, save_facts=save_facts, json_out=json_out,
-                      markdown=markdown, out_dir=out, gpu=gpu, only=only, overrides=overrides, logs=log,
-                      mkdir=mkdir, smoke=smoke)
+    report = run_doctor(config=config, facts_path=facts, save_facts=save_facts,
+                        markdown=markdown, out_dir=out, gpu=gpu, only=only, overrides=overrides, logs=log,
+                        mkdir=mkdir, smoke=smoke)
+    return emit(report, json_out, markdown)
 
 
 @app.command("checks")
 @handles_errors
 def list_checks(json_out: Annotated[bool, typer.Option("--json", help="As JSON.")] = False) -> int:
     """List every check, with the finding ids it can report."""
-    from doctor.run_command import list_checks as _list
+    from doctor.report.checks_table import list_checks as _list
 
     return _list(json_out=json_out)
 

@@ -27,6 +27,7 @@ def register(app, handles_errors, with_config_flags):
     ) -> int:
         """Where a training process is stuck, and why: stacks of every thread and worker, GPU state, cause."""
         from doctor.attach.command import attach_command
+        from doctor.report.emit import emit
 
-        return attach_command(pid, samples, interval, native, children, json_out, markdown, save_dumps,
-                              timeout, gpu, replay, locals_)
+        return emit(attach_command(pid, samples, interval, native, children, save_dumps,
+                                   timeout, gpu, replay, locals_), json_out, markdown)

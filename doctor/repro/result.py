@@ -119,4 +119,4 @@ class ReproResult:
         from doctor.report_model import Report
 
         return Report(command="repro", findings=list(self.findings), facts=None,
-                      sections={"repro": self.to_dict()})
+                      sections={"repro": self.to_dict()}, parts=[self])
