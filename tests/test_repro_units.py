@@ -197,11 +197,15 @@ def test_stall_classified_from_the_attach_cause():
     assert cause == "stall-unknown" and "py-spy" in findings[0].why
 
 
-def test_emulated_sync_frame_is_a_cuda_stall_and_says_so():
+def test_emulated_sync_frame_is_labelled_but_classified_by_the_signatures_alone():
+    """The cause is the stack signatures' verdict (issue 14: no override for the CPU stand-in);
+    the stand-in is only named, in the evidence and the title."""
     frames = ["synchronize (doctor/repro/emulated_cuda.py:18)", "FaultPlan._cuda_stall (doctor/repro/child_faults.py:83)"]
     cause, findings = diagnose(_stalled(3, diagnosis=_attach("unknown-wait", frames)))
-    assert cause == "cuda-stall"
-    assert "emulated on CPU" in findings[0].title and "emulated" in findings[0].evidence
+    assert cause == "stall:unknown-wait" and findings[0].id == "repro.stall.other"
+    assert "CPU stand-in" in findings[0].title and "emulated_cuda" in findings[0].evidence["emulated"]
+    cause, findings = diagnose(_stalled(3, diagnosis=_attach("cuda-sync-wait", frames)))
+    assert cause == "cuda-stall" and "emulated on CPU" in findings[0].title
 
 
 def test_host_memory_evidence_beats_the_stack():

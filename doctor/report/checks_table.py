@@ -7,12 +7,16 @@ from doctor import exitcodes
 
 
 def list_checks(json_out: bool) -> int:
-    from checks import all_checks
+    from checks import all_checks, finding_producers
 
     specs = all_checks()
-    if json_out:
+    producers = finding_producers()
+    if json_out:   # "kind" tells the runnable checks from the declared producers (not --check ids)
         print(json.dumps([{"id": c.id, "title": c.title, "finding_ids": list(c.finding_ids),
-                           "needs_config": c.needs_config} for c in specs], indent=2))
+                           "needs_config": c.needs_config, "kind": "check"} for c in specs]
+                         + [{"id": p.id, "title": p.title, "finding_ids": list(p.finding_ids),
+                             "needs_config": False, "kind": "producer", "source": p.source} for p in producers],
+                         indent=2))
         return exitcodes.OK
     from rich.table import Table
 
@@ -24,9 +28,11 @@ def list_checks(json_out: bool) -> int:
     t.add_column("check", no_wrap=True, min_width=max(len(c.id) for c in specs))
     t.add_column("what it looks at", ratio=1, min_width=12, overflow="fold")
     t.add_column("findings", style="dim", no_wrap=True,
-                 min_width=max((len(i) for c in specs for i in c.finding_ids), default=8))
+                 min_width=max((len(i) for c in [*specs, *producers] for i in c.finding_ids), default=8))
     for c in specs:
         t.add_row(c.id, c.title + (" (needs a config)" if c.needs_config else ""), "\n".join(c.finding_ids))
+    for p in producers:
+        t.add_row(p.id, f"{p.title} (not a check; --json names its module)", "\n".join(p.finding_ids))
     console = make_console()
     console.print(t)
     from doctor.knowledge.releases import table

@@ -12,6 +12,7 @@ import statistics
 from typing import Optional
 
 from doctor.findings import ConfigChange, Finding, Severity
+from doctor.knowledge import load
 from doctor.repro.faults import failure_mode
 from doctor.repro.result import ReproResult, StepRecord
 from doctor.units import gib
@@ -30,14 +31,8 @@ ISSUE_1010 = "https://github.com/unslothai/unsloth/issues/1010"
 ATTACH_TO_CAUSE = {"dataloader-worker-hang": "dataloader-hang", "pin-memory-thread": "dataloader-hang",
                    "cuda-sync-wait": "cuda-stall", "compile": "compile"}
 
-FINDING_IDS = (
-    "repro.stall.dataloader-hang", "repro.stall.cuda-stall", "repro.stall.host-memory",
-    "repro.stall.compile", "repro.stall.other", "repro.stall.unknown", "repro.long-sample",
-    "repro.tokens-jump", "repro.slow-step", "repro.crash.cuda-oom", "repro.crash.cuda-error",
-    "repro.crash.shape-mismatch", "repro.crash.killed", "repro.crash.signal", "repro.crash.exception",
-    "repro.fidelity", "repro.fault-not-applicable", "repro.fault-not-reached", "repro.fault-missed",
-    "repro.wsl.dxg", "repro.wsl.shared-memory-growth", "repro.leftover-processes",
-)
+# Declared in checks/data/finding_producers.json (listed by `doctor checks`, covered by the contract test).
+FINDING_IDS = tuple(next(p for p in load("finding_producers")["producers"] if p["id"] == "repro")["finding_ids"])
 
 # What each cause means for the fault the repro planted (for repro.fault-missed).
 EXPECTED_CAUSE = {"dataloader-hang": ("dataloader-hang",), "long-sample": ("long-sample",),
@@ -187,6 +182,8 @@ def stall_finding(r: ReproResult) -> tuple[str, Finding]:
         evidence["attach_finding"] = primary.get("title")
     if r.diagnosis_error:
         evidence["attach_error"] = r.diagnosis_error
+    if emulated:
+        evidence["emulated"] = "CPU stand-in: doctor.repro.emulated_cuda.synchronize"
     where = f"step {st.step}" if st.phase == "training" else f"the '{st.phase}' phase"
     timed_out = "--timeout" in st.reason
     stopped = "Run stopped by its --timeout" if timed_out else "Training stalled"
@@ -206,9 +203,9 @@ def stall_finding(r: ReproResult) -> tuple[str, Finding]:
                         "use_gradient_checkpointing=True over 'unsloth'.",
             commands=["free -h", "dmesg | grep -i 'killed process' | tail"],
             evidence=evidence, links=[ISSUE_1010], fix_cost=2)
+    # The cause comes from the stack signatures alone, for the CPU stand-in too: its stack is
+    # labelled as an emulation below, never classified by name.
     cause = ATTACH_TO_CAUSE.get(acause or "")
-    if emulated:
-        cause = "cuda-stall"
     if cause == "dataloader-hang":
         return cause, Finding(
             id="repro.stall.dataloader-hang", severity=Severity.ERROR, failure_mode="FM-14", confidence=0.9,
@@ -225,8 +222,6 @@ def stall_finding(r: ReproResult) -> tuple[str, Finding]:
             evidence=evidence, fix_cost=1)
     if cause == "cuda-stall":
         gpu = diag.get("situation") or "GPU state unknown"
-        if emulated:
-            evidence["emulated"] = "CPU stand-in: doctor.repro.emulated_cuda.synchronize"
         return cause, Finding(
             id="repro.stall.cuda-stall", severity=Severity.ERROR, failure_mode="FM-04", confidence=0.85,
             title=f"{stopped} at {where}: the host waits on the GPU and the work never completes"
@@ -253,7 +248,8 @@ def stall_finding(r: ReproResult) -> tuple[str, Finding]:
         benign = timed_out and acause == "running-normally"    # still training when the time ran out
         return f"stall:{acause}", Finding(
             id="repro.stall.other", severity=Severity.WARNING if benign else Severity.ERROR, failure_mode=(primary or {}).get("failure_mode"),
-            confidence=0.6, title=f"{stopped} at {where}: {(primary or {}).get('title') or acause}",
+            confidence=0.6, title=f"{stopped} at {where}: {(primary or {}).get('title') or acause}"
+                                  + (" (the CPU stand-in for a CUDA stall)" if emulated else ""),
             why=f"{waited}. {(primary or {}).get('why') or ''}".strip(),
             remediation=(primary or {}).get("remediation") or "See the attach diagnosis below.",
             commands=list((primary or {}).get("commands") or []), evidence=evidence)
