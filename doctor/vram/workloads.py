@@ -194,7 +194,7 @@ def vision_activation_bytes_per_patch_layer(shape: ModelShape, act: float = 2.0)
 
 def workload_components(shape: ModelShape, inp, k, comps: list) -> list:
     """Extra components for inp.workload, MoE and vision shapes; [] for a dense text SFT."""
-    from doctor.vram.estimator import LORA_BYTES, NF4_BYTES, NF4_DQ_BYTES, Component, optimizer_bytes
+    from doctor.vram.model import LORA_BYTES, NF4_BYTES, NF4_DQ_BYTES, Component, optimizer_bytes
 
     wl: Workload = getattr(inp, "workload", None) or Workload()
     out: list = []
