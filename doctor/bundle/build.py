@@ -78,7 +78,7 @@ def validate(opts: BundleOptions) -> None:
     if opts.repo is not None and not _REPO.match(opts.repo):
         raise DoctorError(f"--repo must be OWNER/NAME (e.g. unslothai/unsloth), got {opts.repo!r}", exitcodes.USAGE)
     if opts.out is not None and opts.out.suffix.lower() != ".zip":
-        raise DoctorError(f"--out must name a .zip file, got {opts.out}", exitcodes.USAGE)
+        raise DoctorError(f"--archive must name a .zip file, got {opts.out}", exitcodes.USAGE)
     for log in opts.logs:
         if not Path(log).is_file():
             raise DoctorError(f"--log: no such file: {log}", exitcodes.USAGE)
