@@ -148,6 +148,12 @@ def test_every_finding_id_written_in_code_is_declared():
     assert {fid: where for fid, where in written.items() if fid not in declared} == {}
 
 
+def test_watch_declares_exactly_what_it_can_make():
+    diagnose = pytest.importorskip("doctor.watch.diagnose")   # doctor watch (issue 13) arrives by merge
+    row = next(p for p in finding_producers() if p.id == "watch")
+    assert set(row.finding_ids) == set(diagnose.FINDING_IDS)
+
+
 def test_repro_declares_exactly_what_it_can_make():
     from doctor.repro.diagnose import FINDING_IDS
 
