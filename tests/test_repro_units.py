@@ -274,6 +274,15 @@ def test_crashes_are_classified_with_their_numbers():
     tdr = CrashInfo(type="RuntimeError", step=3, message="CUDA error: the launch timed out and was terminated")
     cause, findings = diagnose(_crashed(tdr))
     assert cause == "cuda-error" and findings[0].failure_mode == "FM-05"
+    # every class of checks/data/cuda_errors.json is reachable, in order, from an error text
+    for text, klass, fm in [("CUDA error: device-side assert triggered", "device-side assert", "FM-15"),
+                            ("CUDA error: an illegal memory access was encountered", "illegal memory access", None),
+                            ("CUDA error: unknown error", "device not ready", "FM-03"),
+                            ("CUDA error: no kernel image is available for execution on the device", "no kernel image", "FM-08"),
+                            ("CUDA error: out of memory", "pinned host memory", "FM-02"),
+                            ("CUDA error: something new", "unclassified CUDA error", None)]:
+        cause, findings = diagnose(_crashed(CrashInfo(type="RuntimeError", step=3, message=text)))
+        assert cause == "cuda-error" and klass in findings[0].title and findings[0].failure_mode == fm, text
     killed = CrashInfo(step=11, exit_code=-9, signal=9)
     assert diagnose(_crashed(killed))[0] == "killed"
     other = CrashInfo(type="ValueError", message="bad things", step=2)

@@ -7,6 +7,7 @@ used to say whether the detector found what was planted.
 """
 from __future__ import annotations
 
+import functools
 import re
 import statistics
 from typing import Optional
@@ -39,16 +40,13 @@ EXPECTED_CAUSE = {"dataloader-hang": ("dataloader-hang",), "long-sample": ("long
                   "cuda-stall": ("cuda-stall",), "host-memory": ("host-memory",),
                   "vram-squeeze": ("vram-oom", "cuda-stall")}   # Linux: OOM; WSL2: a spill that stalls
 
-# CUDA error text -> (class, failure mode); shared/knowledge/unsloth-failure-modes.md §4.3
-CUDA_ERROR_CLASSES = [
-    (re.compile(r"device-side assert"), "device-side assert (often a token id >= vocab size)", "FM-15"),
-    (re.compile(r"illegal memory access"), "illegal memory access", None),
-    (re.compile(r"launch timed out"), "kernel launch timed out (Windows TDR)", "FM-05"),
-    (re.compile(r"device not ready|unknown error"), "device not ready / unknown error", "FM-03"),
-    (re.compile(r"no kernel image is available"), "no kernel image for this GPU", "FM-08"),
-    (re.compile(r"CUDA error: out of memory"), "out of memory without an allocator summary "
-                                                "(pinned host memory on WSL2?)", "FM-02"),
-]
+
+@functools.lru_cache(maxsize=1)
+def cuda_error_classes() -> list[tuple[re.Pattern, str, Optional[str]]]:
+    """CUDA error text -> (class, failure mode): checks/data/cuda_errors.json, in order."""
+    return [(re.compile(r["pattern"]), r["class"], r["failure_mode"]) for r in load("cuda_errors")["classes"]]
+
+
 _SHAPE_MISMATCH = re.compile(r"size of tensor a \((\d+)\) must match the size of tensor b \((\d+)\)")
 _UNSLOTH_TRUNCATE = re.compile(r"Unsloth: Input IDs of length (\d+) > the model's max sequence length of (\d+)")
 
@@ -317,7 +315,7 @@ def crash_finding(r: ReproResult) -> tuple[str, Finding]:
                         "from_pretrained and SFTConfig.",
             evidence=evidence, fix_cost=1)
     if "CUDA error" in text or "CUDA driver error" in text:
-        klass, fm = next(((k, fm) for rx, k, fm in CUDA_ERROR_CLASSES if rx.search(text)),
+        klass, fm = next(((k, fm) for rx, k, fm in cuda_error_classes() if rx.search(text)),
                          ("unclassified CUDA error", None))
         return "cuda-error", Finding(
             id="repro.crash.cuda-error", severity=Severity.ERROR, failure_mode=fm, confidence=0.8,
