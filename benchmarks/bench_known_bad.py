@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from checks._logmatch import MAX_TEXT, match_text  # noqa: E402
+from doctor.knowledge.logmatch import MAX_TEXT, match_text  # noqa: E402
 from checks.known_bad import known_bad  # noqa: E402
 from doctor.engine import run_checks  # noqa: E402
 from doctor.facts import Facts  # noqa: E402

@@ -1,4 +1,4 @@
-"""The hand-written redactor (doctor/bundle/redact.py) against detect-secrets 1.5 (keyword, entropy
+"""The hand-written redactor (doctor/redact.py) against detect-secrets 1.5 (keyword, entropy
 and provider plugins, default settings and filters, as `detect-secrets scan` runs them), on the
 forms the property tests generate (tests/redact_strategies.py) and on ordinary text.
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from hypothesis import strategies as st
 
-from doctor.bundle.redact import Redactor, is_high_entropy
+from doctor.redact import Redactor, is_high_entropy
 from tests import redact_strategies as S
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -1,4 +1,4 @@
-"""Calibrate the high-entropy rule of doctor/bundle/redact.py: how many random secrets it masks
+"""Calibrate the high-entropy rule of doctor/redact.py: how many random secrets it masks
 against how many ordinary tokens (this repository's text, the venv's file paths, pip freeze) it
 would destroy, per threshold. Run: PYTHONPATH=. python benchmarks/bench_redaction_entropy.py"""
 from __future__ import annotations
@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from doctor.bundle import redact as R
+from doctor import redact as R
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -93,7 +93,7 @@ def score(records=None) -> dict:
 
 def _cited_links() -> set[str]:
     """Threads the knowledge tables cite: a record from one of them is not a blind test."""
-    from checks._data import load
+    from doctor.knowledge import load
 
     links = {l for r in load("known_bad")["rows"] for l in r["links"]}
     return links | {l for r in load("log_signatures")["rows"] for l in r["links"]}

@@ -44,3 +44,20 @@ def all_checks() -> list[CheckSpec]:
 
 def get_check(id: str) -> Optional[CheckSpec]:
     return {c.id: c for c in all_checks()}.get(id)
+
+
+@dataclass(frozen=True)
+class ProducerSpec:
+    """Findings made outside the checks (doctor repro's diagnosis, the doctor about itself),
+    declared in checks/data/finding_producers.json: listed by `doctor checks`, not runnable by --check."""
+    id: str
+    title: str
+    finding_ids: tuple[str, ...]
+    source: str                   # the module that makes them
+
+
+def finding_producers() -> list[ProducerSpec]:
+    from doctor.knowledge import load
+
+    return [ProducerSpec(p["id"], p["title"], tuple(p["finding_ids"]), p["source"])
+            for p in load("finding_producers")["producers"]]

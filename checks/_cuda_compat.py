@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-from checks._data import load
-from checks._versions import cuda_tuple, driver_below, parse
+from doctor.knowledge import load
+from doctor.knowledge.versions import cuda_tuple, driver_below, parse
 
 PYTORCH_INDEX = "https://download.pytorch.org/whl/"
 

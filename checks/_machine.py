@@ -7,8 +7,6 @@ from typing import Optional
 
 from doctor.facts import Facts
 
-GIB = 1024 ** 3
-
 # Links that several checks cite (documents named in shared/knowledge).
 NVIDIA_WSL_GUIDE = "https://docs.nvidia.com/cuda/wsl-user-guide/index.html"
 PYTORCH_INSTALL = "https://pytorch.org/get-started/locally/"
@@ -82,15 +80,11 @@ def unsloth_in_use(facts: Facts, config=None) -> bool:
     return bool(facts.version("unsloth")) or bool(config is not None and config.is_unsloth)
 
 
-def gib(n: Optional[int]) -> str:
-    return "?" if n is None else f"{n / GIB:.1f} GiB"
-
-
 def arch_row(cap: Optional[tuple[int, int]]) -> Optional[dict]:
     """checks/data/gpu_arch.json row for a capability (exact, else the nearest lower minor)."""
     if cap is None:
         return None
-    from checks._data import load
+    from doctor.knowledge import load
 
     rows = [r for r in load("gpu_arch")["architectures"]
             if r["capability"][0] == cap[0] and r["capability"][1] <= cap[1]]
@@ -99,7 +93,7 @@ def arch_row(cap: Optional[tuple[int, int]]) -> Optional[dict]:
 
 def min_cuda_for_gpus(facts: Facts) -> Optional[str]:
     """The oldest CUDA that can build kernels for every GPU here (12.8 for Blackwell)."""
-    from checks._versions import cuda_tuple
+    from doctor.knowledge.versions import cuda_tuple
 
     needs = [r["min_cuda"] for r in (arch_row(g.capability) for g in gpus(facts)) if r and r["min_cuda"]]
     return max(needs, key=cuda_tuple, default=None)

@@ -1,5 +1,5 @@
 """One install command that works: a consistent set of pins for the stack installed here, chosen
-from the release table (checks/_releases.py), pure and offline.
+from the release table (doctor/knowledge/releases.py), pure and offline.
 
 Constraints, all at once: every Requires-Dist of every chosen release on every other chosen package
 (markers evaluated for the facts' platform and Python), and where a binary declares nothing, the
@@ -20,12 +20,12 @@ from typing import Optional
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from checks._cuda_compat import PYTORCH_INDEX, covers, fitting_flavours, flavour_for_cuda
-from checks._data import DATA_DIR, load
+from doctor.knowledge import data_path, load
 from checks._machine import driver_column, gpus, min_cuda_for_gpus, sm
-from checks._versions import cuda_tuple
-from checks._releases import Release, ReleaseTable, table
-from checks._requires import active_extras, applicable
-from checks._versions import parse
+from doctor.knowledge.versions import cuda_tuple
+from doctor.knowledge.releases import Release, ReleaseTable, table
+from doctor.knowledge.requires import active_extras, applicable
+from doctor.knowledge.versions import parse
 from doctor.facts import Facts, PlatformInfo, canonical_name
 
 # Who is chosen first: the packages that pin others (patchers) before what they pin.
@@ -106,7 +106,7 @@ def _when(row: dict) -> dict[str, SpecifierSet]:
 
 def known_bad_rows() -> list[dict]:
     """checks/data/known_bad.json rows (owned by the known-bad check); none while it is absent."""
-    if not (DATA_DIR / "known_bad.json").exists():
+    if not data_path("known_bad.json").exists():
         return []
     return list(load("known_bad").get("rows", []))
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Optional
 
 from checks import check
-from checks._data import load
+from doctor.knowledge import load
 from checks._machine import Gpu, cap_str, gpus, sm
 from doctor.config.model import AUTO_EMULATED, NOT_AUTO_NATIVE
 from doctor.facts import Facts

@@ -6,7 +6,7 @@ from doctor.config import defaults
 from doctor.config.model import TrainingConfig
 from doctor.facts import Facts
 from doctor.findings import ConfigChange, Finding, Severity
-from doctor.report.summary import gib
+from doctor.units import gib
 from doctor.vram.estimator import MID, eval_peak, estimate_for
 
 

@@ -19,7 +19,7 @@ from typing import Optional
 from checks import check
 from checks._cuda_compat import compat_floor, ga_minimum, reinstall_torch_command, suggest_flavour
 from checks._machine import NVIDIA_WSL_GUIDE, driver_column
-from checks._versions import cuda_tuple, driver_below
+from doctor.knowledge.versions import cuda_tuple, driver_below
 from doctor.facts import Facts
 from doctor.findings import Finding, Severity
 

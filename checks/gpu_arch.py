@@ -14,9 +14,9 @@ from typing import Optional
 
 from checks import check
 from checks._cuda_compat import flavour_for_cuda, reinstall_torch_command, suggest_flavour
-from checks._data import load
+from doctor.knowledge import load
 from checks._machine import Gpu, arch_row, cap_str, gpus, sm, unsloth_in_use
-from checks._versions import driver_tuple
+from doctor.knowledge.versions import driver_tuple
 from doctor.facts import Facts
 from doctor.findings import ConfigChange, Finding, Severity
 

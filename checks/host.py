@@ -6,10 +6,11 @@ from __future__ import annotations
 from typing import Optional
 
 from checks import check
-from checks._data import load
-from checks._machine import GIB, UNSLOTH_UPGRADE, gib, gpus
+from doctor.knowledge import load
+from checks._machine import UNSLOTH_UPGRADE, gpus
+from doctor.units import GIB, gib
 from checks._models import SMALL_HOST_RAM, checkpoint_bytes, is_prequantized, load_ram_need
-from checks._versions import below, driver_below
+from doctor.knowledge.versions import below, driver_below
 from doctor.facts import Facts
 from doctor.findings import ConfigChange, Finding, Severity
 

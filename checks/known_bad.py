@@ -12,9 +12,9 @@ import re
 from typing import Any, Callable, Optional
 
 from checks import check
-from checks._data import load
+from doctor.knowledge import load
 from checks._machine import gpus
-from checks._versions import matches
+from doctor.knowledge.versions import matches
 from doctor.facts import Facts, canonical_name
 from doctor.findings import Finding, Severity
 

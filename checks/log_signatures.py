@@ -1,6 +1,6 @@
 """What a given log or traceback shows (`doctor run --log`, `doctor bundle --log`, `doctor analyze`).
 
-The matching is done once, before the checks, into facts.log_matches (checks/_logmatch.py). Each
+The matching is done once, before the checks, into facts.log_matches (doctor/knowledge/logmatch.py). Each
 known message becomes a finding with its usual cause; facts-based findings that explain it (a
 driver too old, a CPU build of torch, an arch without kernels) rank before it, linked by
 data/explanations.json. A log line that carries a known-bad row's message while the installed
@@ -9,7 +9,7 @@ versions do not match the row is reported as a hint (the environment may differ 
 from __future__ import annotations
 
 from checks import check
-from checks._data import load
+from doctor.knowledge import load
 from checks.known_bad import installed_version, row_matches
 from doctor.facts import Facts
 from doctor.findings import Finding, Severity

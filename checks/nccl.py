@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Optional
 
 from checks import check
-from checks._data import load
+from doctor.knowledge import load
 from checks._machine import cap_str, gpus
-from checks._versions import parse
+from doctor.knowledge.versions import parse
 from doctor.facts import Facts
 from doctor.findings import Finding, Severity
 

@@ -16,11 +16,11 @@ import datetime as dt
 from typing import Optional
 
 from checks import check
-from checks._data import load
-from checks._releases import EVIDENCE_KEY, Release, declared_on, table
-from checks._requires import applicable
+from doctor.knowledge import load
+from doctor.knowledge.releases import EVIDENCE_KEY, Release, declared_on, table
+from doctor.knowledge.requires import applicable
 from checks._resolver import pin_lines, plan_install
-from checks._versions import matches
+from doctor.knowledge.versions import matches
 from checks.version_matrix import _zoo_skew as zoo_skew   # the owner of the unsloth pair
 from doctor.facts import Facts, canonical_name
 from doctor.findings import Finding, Severity

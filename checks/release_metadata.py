@@ -2,16 +2,16 @@
 metadata the facts lack (a snapshot from a pasted `pip list`, an old bundle, a corpus record): the
 live check (checks/version_matrix.py) reads installed metadata and says nothing without it. This
 fills the gap with the table's copy of that version's metadata and reuses the same requirement
-logic (checks/_requires.py); packages whose metadata was read are left to the live check.
+logic (doctor/knowledge/requires.py); packages whose metadata was read are left to the live check.
 """
 from __future__ import annotations
 
 import dataclasses
 
 from checks import check
-from checks._releases import EVIDENCE_KEY, table
-from checks._requires import unmet_requirements
-from checks._versions import matches
+from doctor.knowledge.releases import EVIDENCE_KEY, table
+from doctor.knowledge.requires import unmet_requirements
+from doctor.knowledge.versions import matches
 from checks.version_matrix import CORE, PYTHON_CRITICAL
 from doctor.facts import Facts
 from doctor.findings import Finding, Severity

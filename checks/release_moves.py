@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Optional
 
 from checks import check
-from checks._releases import EVIDENCE_KEY, Release, declared_on, table
+from doctor.knowledge.releases import EVIDENCE_KEY, Release, declared_on, table
 from checks._resolver import CUDA_BUILDS, installed_torch_runs, pin_lines, plan_install, runnable_torch
-from checks._requires import applicable
-from checks._versions import matches
+from doctor.knowledge.requires import applicable
+from doctor.knowledge.versions import matches
 from doctor.facts import Facts, canonical_name
 from doctor.findings import Finding, Severity
 

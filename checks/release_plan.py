@@ -7,7 +7,7 @@ through checks/data/explanations.json, and the renderers say 'explained by #N' o
 from __future__ import annotations
 
 from checks import check
-from checks._releases import EVIDENCE_KEY, table
+from doctor.knowledge.releases import EVIDENCE_KEY, table
 from checks._resolver import pin_lines, plan_install, violations
 from doctor.facts import Facts
 from doctor.findings import Finding, Severity

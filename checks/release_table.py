@@ -6,8 +6,8 @@ from __future__ import annotations
 from packaging.version import Version
 
 from checks import check
-from checks._releases import EVIDENCE_KEY, table
-from checks._versions import parse
+from doctor.knowledge.releases import EVIDENCE_KEY, table
+from doctor.knowledge.versions import parse
 from doctor.facts import Facts
 from doctor.findings import Finding, Severity
 

@@ -9,7 +9,7 @@ import re
 from typing import Optional
 
 from checks import check
-from checks._data import load
+from doctor.knowledge import load
 from doctor.facts import Facts, SmokeStep
 from doctor.findings import Finding, Severity
 

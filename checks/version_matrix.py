@@ -1,7 +1,7 @@
 """Do the installed versions of the training stack fit together? (FM-10, FM-22)
 
 1. Each installed package's own Requires-Dist, read live from the facts and checked with
-   `packaging` (checks/_requires.py): unsloth's transformers/trl ceilings, peft's torch floor ...
+   `packaging` (doctor/knowledge/requires.py): unsloth's transformers/trl ceilings, peft's torch floor ...
    so the doctor stays right for releases newer than itself.
 2. Known pairs from checks/data/version_pairs.json, for what metadata does not say or facts lack:
    torch <-> triton, xformers <-> torch, torchvision <-> torch (binaries built against one torch),
@@ -15,11 +15,11 @@ from typing import Optional
 
 from checks import check
 from checks._cuda_compat import PYTORCH_INDEX, torch_cuda_tag
-from checks._data import load
+from doctor.knowledge import load
 from checks._machine import UNSLOTH_UPGRADE
-from checks._releases import declared_on, table
-from checks._requires import Unmet, unmet_requirements
-from checks._versions import below, calendar_months, matches, parse, public
+from doctor.knowledge.releases import declared_on, table
+from doctor.knowledge.requires import Unmet, unmet_requirements
+from doctor.knowledge.versions import below, calendar_months, matches, parse, public
 from doctor.facts import Facts
 from doctor.findings import Finding, Severity
 

@@ -6,7 +6,7 @@ from checks import check
 from doctor.config.model import TrainingConfig
 from doctor.facts import Facts
 from doctor.findings import ConfigChange, Finding, Severity, rank
-from doctor.report.summary import gib
+from doctor.units import gib
 from doctor.vram.advice import fitting_changes
 from doctor.vram.estimator import FITS, TIGHT, UNKNOWN, VramEstimate, estimate_for
 

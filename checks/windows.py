@@ -7,9 +7,9 @@ from __future__ import annotations
 from typing import Optional
 
 from checks import check
-from checks._data import load
+from doctor.knowledge import load
 from checks._machine import gpus, windows_driver
-from checks._versions import driver_below
+from doctor.knowledge.versions import driver_below
 from doctor.facts import Facts
 from doctor.findings import Finding, Severity
 

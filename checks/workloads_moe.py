@@ -6,7 +6,7 @@ from checks import check
 from doctor.config.model import TrainingConfig
 from doctor.facts import Facts
 from doctor.findings import Finding, Severity
-from doctor.report.summary import gib
+from doctor.units import gib
 from doctor.vram.estimator import NF4_BYTES, estimate_for
 from doctor.vram.workloads import experts_stay_16bit, moe_extra_params
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 import math
 
 from checks import check
-from checks._requires import requirement_on
-from checks._versions import parse
+from doctor.knowledge.requires import requirement_on
+from doctor.knowledge.versions import parse
 from doctor.config.model import TrainingConfig
 from doctor.config.workloads import is_grpo
 from doctor.facts import Facts
 from doctor.findings import ConfigChange, Finding, Severity
-from doctor.report.summary import gib
+from doctor.units import gib
 from doctor.vram.estimator import DOES_NOT_FIT, TIGHT, estimate_for
 from doctor.vram.workloads import workload_defaults
 

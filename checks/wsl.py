@@ -13,10 +13,11 @@ import re
 from typing import Optional
 
 from checks import check
-from checks._data import load
-from checks._machine import GIB, NVIDIA_WSL_GUIDE, UNSLOTH_UPGRADE, gib, is_wsl2
+from doctor.knowledge import load
+from checks._machine import NVIDIA_WSL_GUIDE, UNSLOTH_UPGRADE, is_wsl2
+from doctor.units import GIB, gib
 from checks._models import SMALL_HOST_RAM, checkpoint_bytes, is_prequantized, load_ram_need, model_shape
-from checks._versions import below, parse
+from doctor.knowledge.versions import below, parse
 from doctor.facts import Facts
 from doctor.findings import ConfigChange, Finding, Severity
 

@@ -43,6 +43,6 @@ def run_checks(facts: Facts, config: Optional[TrainingConfig] = None,
         for f in produced:
             f.check = f.check or spec.id
         findings.extend(produced)
-    from checks._explain import link_explanations
+    from doctor.knowledge.explain import link_explanations
 
     return rank(link_explanations(findings))

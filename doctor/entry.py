@@ -13,6 +13,8 @@ import os
 import signal
 import sys
 
+from doctor.stdio import silence_broken_pipe
+
 INTERRUPTED = 130     # = doctor.exitcodes.INTERRUPTED (not imported: this module must stay light)
 BROKEN_PIPE = 141     # = doctor.exitcodes.BROKEN_PIPE
 
@@ -26,15 +28,6 @@ def install_early_handlers() -> None:
     signal.signal(signal.SIGINT, _quit_now)
     if hasattr(signal, "SIGTERM"):
         signal.signal(signal.SIGTERM, _quit_now)
-
-
-def silence_broken_pipe() -> None:
-    """stdout's reader is gone: point stdout at /dev/null so the interpreter's final flush is quiet."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
 
 
 def main() -> None:

@@ -42,7 +42,7 @@ def attach_log_matches(facts, logs: list[tuple[str, str]]) -> None:
     """Match the logs against the known messages, into facts.log_matches (replacing older ones)."""
     if not logs:
         return
-    from checks._logmatch import match_logs
+    from doctor.knowledge.logmatch import match_logs
 
     facts.log_matches = match_logs(logs)
 

@@ -1,8 +1,6 @@
-"""`doctor run` and `doctor checks`: facts -> checks -> findings -> renderers (+ patched config)."""
+"""`doctor run`: facts -> checks -> findings -> a Report (+ the patched config); doctor.report.emit prints it."""
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -11,43 +9,14 @@ from doctor.config.flags import ConfigOverrides
 from doctor.exitcodes import DoctorError
 from doctor.facts import Facts
 from doctor.findings import Finding, Severity, rank
-from doctor.report.envelope import Report
-
-
-def load_facts(path: Path) -> Facts:
-    """Facts from a saved facts JSON, a report envelope, or a bundle archive."""
-    if not path.exists():
-        raise DoctorError(f"facts file not found: {path}", exitcodes.FACTS_INVALID)
-    if path.is_dir():
-        raise DoctorError(f"--facts {path}: is a directory (expected a facts .json or a bundle .zip)",
-                          exitcodes.FACTS_INVALID)
-    if path.suffix in (".zip", ".gz", ".tgz") or path.name.endswith(".tar.gz"):
-        from doctor.bundle.archive import read_bundle_facts
-
-        return read_bundle_facts(path)
-    from doctor import limits
-    from doctor.config.loader import read_limited_text
-    from doctor.config.structured import load_json_value
-
-    text = read_limited_text(path, limits.MAX_FACTS_BYTES, "facts", exitcodes.FACTS_INVALID, max_line=None)
-    data = load_json_value(text, str(path), exitcodes.FACTS_INVALID)
-    try:
-        return Facts.from_dict_checked(data)
-    except (ValueError, TypeError, KeyError) as exc:
-        raise DoctorError(f"{path}: {exc}", exitcodes.FACTS_INVALID)
-
-
-def obtain_facts(facts_path: Optional[Path]) -> Facts:
-    if facts_path is not None:
-        return load_facts(facts_path)
-    from doctor.probes import gather_facts
-
-    return gather_facts()
+from doctor.facts_source import obtain_facts, save_new_facts
+from doctor.report_model import Report
 
 
 def build_report(facts: Facts, config=None, gpu: Optional[str] = None, only=None,
-                 command: str = "run", out_dir: Optional[Path] = None, write_patch: bool = True):
-    """The whole `run` pipeline minus printing: (report, terminal sections, markdown sections)."""
+                 command: str = "run", out_dir: Optional[Path] = None, write_patch: bool = True) -> Report:
+    """The whole `run` pipeline minus printing. The VRAM estimate and the patch ride in
+    report.parts for the renderers (doctor.report.emit)."""
     from doctor.engine import run_checks
 
     if gpu:
@@ -59,16 +28,14 @@ def build_report(facts: Facts, config=None, gpu: Optional[str] = None, only=None
         from checks.vram_headroom import settle_with_other_fixes
 
         findings = settle_with_other_fixes(facts, config, findings)
-    term_sections, md_sections, sections = [], [], {}
+    parts, sections = [], {}
     if config is not None:
-        from doctor.vram import render as vram_render
         from doctor.vram.estimator import estimate_for
 
         est = estimate_for(facts, config)
         if est is not None:
             sections["vram"] = est.to_dict()
-            term_sections.append(lambda console, est=est: vram_render.terminal_section(console, est))
-            md_sections.append(vram_render.markdown_section(est))
+            parts.append(est)
         sections["config"] = config.to_dict()
         if write_patch:
             from doctor.config.patcher import write_patched
@@ -80,9 +47,8 @@ def build_report(facts: Facts, config=None, gpu: Optional[str] = None, only=None
                 patch.vram_after = vram_after_patch(facts, config, patch)
             if patch is not None:
                 sections["patch"] = patch.to_dict()
-                term_sections.append(lambda console, p=patch: p.render_terminal(console))
-                md_sections.append(patch.render_markdown())
-    return Report(command=command, findings=findings, facts=facts, sections=sections), term_sections, md_sections
+                parts.append(patch)
+    return Report(command=command, findings=findings, facts=facts, sections=sections, parts=parts)
 
 
 def patch_not_written(patch) -> Finding:
@@ -106,7 +72,7 @@ def vram_after_patch(facts: Facts, config, patch) -> Optional[str]:
     layer's checkpoint on the GPU), so say whether the patched config still fits."""
     import dataclasses
 
-    from doctor.report.summary import gib
+    from doctor.units import gib
     from doctor.vram.estimator import estimate_for
 
     names = {f.name for f in dataclasses.fields(config)}
@@ -123,36 +89,10 @@ def vram_after_patch(facts: Facts, config, patch) -> Optional[str]:
     return line
 
 
-def emit(report: Report, term_sections, md_sections, json_out: bool, markdown: Optional[Path],
-         title: Optional[str] = None) -> int:
-    from doctor.report.markdown import render_markdown
-    from doctor.report.terminal import make_console, render_report
-
-    from doctor.outputs import check_output_file, write_new_file
-
-    text = render_markdown(report, md_sections, title=title or "") if markdown is not None else None
-    # the report first: a Markdown file that cannot be written must not take it down with it
-    if json_out:
-        sys.stdout.write(json.dumps(report.to_dict(), indent=2, default=str) + "\n")
-    else:
-        render_report(report, make_console(), term_sections, title=title)
-    if markdown is not None:
-        try:
-            check_output_file(markdown, "--markdown")
-            written = write_new_file(markdown, text)
-        except (DoctorError, OSError) as exc:
-            why = exc.message if isinstance(exc, DoctorError) else f"cannot write {markdown}: {exc.strerror or exc}"
-            sys.stderr.write(f"doctor: error: {why} (the report above is complete)\n")
-            return report.code or exitcodes.USAGE
-        if written != markdown:
-            sys.stderr.write(f"doctor: {markdown} exists and was left alone: Markdown report written to {written}\n")
-    return report.code
-
-
 def run_doctor(config: Optional[Path], facts_path: Optional[Path], save_facts: Optional[Path],
-               json_out: bool, markdown: Optional[Path], out_dir: Optional[Path], gpu: Optional[str],
+               markdown: Optional[Path], out_dir: Optional[Path], gpu: Optional[str],
                only, overrides: Optional[ConfigOverrides], logs=None, mkdir: bool = False,
-               smoke: bool = False) -> int:
+               smoke: bool = False) -> Report:
     from doctor.outputs import check_output_dir, check_output_file
 
     # output paths first, before any work: one line and exit 2, not a lost report at the end
@@ -185,48 +125,4 @@ def run_doctor(config: Optional[Path], facts_path: Optional[Path], save_facts: O
         facts.smoke = run_smoke(facts)
     if save_facts is not None:
         save_new_facts(facts, save_facts)
-    report, term, md = build_report(facts, cfg, gpu=gpu, only=only, out_dir=out_dir)
-    return emit(report, term, md, json_out, markdown)
-
-
-def save_new_facts(facts: Facts, path: Path) -> Path:
-    """--save-facts: a new file (an existing name is left alone and the next free one used)."""
-    from doctor.outputs import write_new_file
-
-    try:
-        written = write_new_file(path, json.dumps(facts.to_dict(), indent=1, sort_keys=True) + "\n")
-    except OSError as exc:
-        raise DoctorError(f"--save-facts: cannot write {path}: {exc.strerror or exc}", exitcodes.USAGE)
-    if written != path:
-        sys.stderr.write(f"doctor: {path} exists and was left alone: facts written to {written}\n")
-    return written
-
-
-def list_checks(json_out: bool) -> int:
-    from checks import all_checks
-
-    specs = all_checks()
-    if json_out:
-        print(json.dumps([{"id": c.id, "title": c.title, "finding_ids": list(c.finding_ids),
-                           "needs_config": c.needs_config} for c in specs], indent=2))
-        return exitcodes.OK
-    from rich.table import Table
-
-    from doctor.report.terminal import make_console
-
-    # ids are what people copy into --check and issue reports: never cut or folded; the prose
-    # column takes what is left
-    t = Table(show_header=True, header_style="bold", box=None)
-    t.add_column("check", no_wrap=True, min_width=max(len(c.id) for c in specs))
-    t.add_column("what it looks at", ratio=1, min_width=12, overflow="fold")
-    t.add_column("findings", style="dim", no_wrap=True,
-                 min_width=max((len(i) for c in specs for i in c.finding_ids), default=8))
-    for c in specs:
-        t.add_row(c.id, c.title + (" (needs a config)" if c.needs_config else ""), "\n".join(c.finding_ids))
-    console = make_console()
-    console.print(t)
-    from checks._releases import table
-
-    console.print(f"release table: PyPI snapshot {table().snapshot_day or 'missing'} "
-                  "(refresh: python checks/data/refresh_releases.py)")
-    return exitcodes.OK
+    return build_report(facts, cfg, gpu=gpu, only=only, out_dir=out_dir)

@@ -69,6 +69,7 @@ def plant_bundle(tmp: Path, *, user: str, host: str, config_name: str, config_te
     from doctor.attach.snapshot import ProcessSample, Snapshot
     from doctor.bundle.build import BundleOptions, Gathered, make_bundle
     from doctor.config.loader import load_config
+    from doctor.report.emit import sections
     from doctor.run_command import build_report
 
     home = str(tmp / "home" / user)
@@ -78,7 +79,8 @@ def plant_bundle(tmp: Path, *, user: str, host: str, config_name: str, config_te
     cfg_path.write_text(config_text)
     facts = planted_facts(user, host, home, env)
     cfg = load_config(cfg_path)
-    report, _, md = build_report(facts, cfg, command="bundle", out_dir=tmp / "patch", write_patch=True)
+    report = build_report(facts, cfg, command="bundle", out_dir=tmp / "patch", write_patch=True)
+    md = sections(report)[1]
     patch = report.sections.get("patch") or None
     pid = 4242
     frame = {"name": "train", "filename": str(cfg_path), "short_filename": config_name, "line": 9,

@@ -88,7 +88,7 @@ def record_facts(rec: dict) -> Facts:
         f.platform.shm_total = f.platform.shm_free = int(env["shm_mib"] * MIB)
     set_packages(f, **{k: v for k, v in env.get("packages", {}).items()})
     if rec.get("log"):
-        from checks._logmatch import match_text
+        from doctor.knowledge.logmatch import match_text
 
         f.log_matches = match_text(rec["log"], source="report excerpt")
     return f

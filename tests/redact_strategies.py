@@ -6,7 +6,7 @@ import string
 
 from hypothesis import strategies as st
 
-from doctor.bundle.redact import COMMON_NAMES
+from doctor.redact import COMMON_NAMES
 
 ALNUM = string.ascii_letters + string.digits
 HEX = "0123456789abcdef"

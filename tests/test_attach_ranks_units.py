@@ -17,7 +17,7 @@ import pytest
 from rich.console import Console
 
 from attach_helpers import FIXTURES, SITE, frame, process, snapshot, thread
-from checks._data import load
+from doctor.knowledge import load
 from doctor.attach import flight_recorder as fr
 from doctor.attach import procinfo, ranks
 from doctor.attach.api import diagnose_snapshot

@@ -7,7 +7,7 @@ import string
 
 import pytest
 
-from checks._data import load
+from doctor.knowledge import load
 from doctor.attach import signatures as sig
 from doctor.findings import Severity
 

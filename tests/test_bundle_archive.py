@@ -12,9 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from doctor import exitcodes
-from doctor.bundle.archive import BundleWriter, read_bundle_facts
+from doctor.archive import BundleWriter, read_bundle_facts
 from doctor.bundle.build import BundleOptions, make_bundle
-from doctor.bundle.redact import Redactor
+from doctor.redact import Redactor
 from doctor.cli import app
 from doctor.exitcodes import DoctorError
 from doctor.facts import Facts

@@ -55,7 +55,8 @@ def test_no_redact_warns(tmp_path):
 
 @pytest.mark.parametrize("args,words", [
     (["--repo", "not a repo"], "--repo must be OWNER/NAME"),
-    (["--out", "bundle.tar"], "--out must name a .zip"),
+    (["--archive", "bundle.tar"], "--archive must name a .zip"),
+    (["--out", "bundle.tar"], "--archive must name a .zip"),       # the old spelling, still accepted
     (["--log", "/nonexistent/train.log"], "--log: no such file"),
 ])
 def test_usage_errors_are_one_line(tmp_path, args, words):

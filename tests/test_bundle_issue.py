@@ -12,7 +12,7 @@ from markdown_it import MarkdownIt
 
 from doctor.bundle.issue import (ISSUE_BODY_LIMIT, NEW_ISSUE_URL_LIMIT, IssueInputs, build_issue,
                                  extract_traceback, fenced)
-from doctor.bundle.redact import Redactor
+from doctor.redact import Redactor
 from doctor.engine import run_checks
 from doctor.facts import Facts
 from tests.conftest import FACT_SNAPSHOTS

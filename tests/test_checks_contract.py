@@ -11,8 +11,10 @@ import re
 import pytest
 from packaging.specifiers import SpecifierSet
 
-from checks import all_checks
-from checks._data import DATA_DIR, load
+from pathlib import Path
+
+from checks import all_checks, finding_producers
+from doctor.knowledge import DATA_DIR, load
 from checks_helpers import (ARCH_CU124, as_wsl2, linux_gpu, reference_config, requires, set_packages,
                             snapshot, snapshot_names)
 from doctor.config.model import TrainingConfig
@@ -21,7 +23,9 @@ from doctor.facts import LibcudaInfo
 
 ENV_CHECKS = ("gpu-presence", "driver-cuda", "gpu-arch", "bf16", "version-matrix", "wsl", "windows", "libcuda",
               "host")
-DATA_FILES = ("driver_cuda", "gpu_arch", "torch_cuda_wheels", "version_pairs", "unsloth_behaviour", "smoke_errors", "p2p_rules", "nccl_arch")
+# every knowledge table, enumerated (issue 14: no hand list)
+DATA_FILES = sorted(p.stem for p in DATA_DIR.glob("*.json"))
+SOURCE_KEYS = ("source", "sources", "links")
 ID_RE = re.compile(r"^[a-z0-9]+(\.[a-z0-9]+(-[a-z0-9]+)*)+$")
 
 
@@ -114,10 +118,48 @@ def test_every_declared_id_is_reachable(produced):
     assert declared - seen == set()
 
 
+def _declared_ids() -> list[str]:
+    """Every finding id the registry declares: the checks' and the other producers'."""
+    return ([fid for c in all_checks() for fid in c.finding_ids]
+            + [fid for p in finding_producers() for fid in p.finding_ids])
+
+
 def test_declared_ids_are_stable_dotted_lowercase_and_unique():
-    declared = [fid for c in all_checks() if c.id in ENV_CHECKS for fid in c.finding_ids]
-    assert len(declared) == len(set(declared))
+    declared = _declared_ids()
+    assert len(declared) == len(set(declared)), sorted(f for f in declared if declared.count(f) > 1)
     assert all(ID_RE.match(fid) for fid in declared), declared
+    ids = [c.id for c in all_checks()] + [p.id for p in finding_producers()]
+    assert len(ids) == len(set(ids))
+
+
+FINDING_ID_LITERAL = re.compile(r"\bFinding\(\s*id=\"([^\"]+)\"|\n\s*id=\"([a-z0-9]+\.[^\"]+)\", severity=")
+
+
+def test_every_finding_id_written_in_code_is_declared():
+    """A finding made anywhere (a check, repro's diagnosis, the engine, the run) has its id declared
+    by a @check or a row of checks/data/finding_producers.json, so `doctor checks` lists it."""
+    root = Path(__file__).resolve().parents[1]
+    declared = set(_declared_ids())
+    written = {}
+    for path in [*(root / "doctor").rglob("*.py"), *(root / "checks").glob("*.py")]:
+        for m in FINDING_ID_LITERAL.finditer(path.read_text()):
+            written.setdefault(m.group(1) or m.group(2), path.relative_to(root).as_posix())
+    assert {"repro.stall.cuda-stall", "doctor.check-crashed", "doctor.patch-not-written"} <= set(written)
+    assert {fid: where for fid, where in written.items() if fid not in declared} == {}
+
+
+def test_watch_declares_exactly_what_it_can_make():
+    diagnose = pytest.importorskip("doctor.watch.diagnose")   # doctor watch (issue 13) arrives by merge
+    row = next(p for p in finding_producers() if p.id == "watch")
+    assert set(row.finding_ids) == set(diagnose.FINDING_IDS)
+
+
+def test_repro_declares_exactly_what_it_can_make():
+    from doctor.repro.diagnose import FINDING_IDS
+
+    root = Path(__file__).resolve().parents[1]
+    made = {m.group(1) or m.group(2) for m in FINDING_ID_LITERAL.finditer((root / "doctor/repro/diagnose.py").read_text())}
+    assert made == set(FINDING_IDS)
 
 
 def test_findings_are_complete_and_serialisable(produced):
@@ -155,16 +197,33 @@ def _leaf_dicts(node, top=True):
             yield from _leaf_dicts(item, top=False)
 
 
+def _unsourced_rows(node, covered=False, in_list=False):
+    """Table rows (dicts inside a list) with no source of their own nor on an enclosing row."""
+    if isinstance(node, dict):
+        covered = covered or any(node.get(k) for k in SOURCE_KEYS)
+        if in_list and not covered:
+            yield node
+        for v in node.values():
+            yield from _unsourced_rows(v, covered)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _unsourced_rows(item, covered, in_list=True)
+
+
 @pytest.mark.parametrize("name", DATA_FILES)
 def test_every_knowledge_row_names_its_source(name):
-    rows = list(_leaf_dicts(json.loads((DATA_DIR / f"{name}.json").read_text())))
-    assert rows
-    for row in rows:
-        assert row.get("source"), (name, row)
+    data = json.loads((DATA_DIR / f"{name}.json").read_text())
+    assert list(_leaf_dicts(data)) or isinstance(data, dict), name
+    assert list(_unsourced_rows(data)) == [], name
+
+
+def test_the_row_rule_can_fail():
+    assert list(_unsourced_rows({"rows": [{"id": "a", "source": "https://x"}, {"id": "b"}]})) == [{"id": "b"}]
+    assert list(_unsourced_rows({"rows": [{"id": "a", "links": ["https://x"], "patterns": [{"code": "x"}]}]})) == []
 
 
 def test_knowledge_tables_parse():
-    from checks._versions import driver_tuple, parse
+    from doctor.knowledge.versions import driver_tuple, parse
 
     for row in load("driver_cuda")["toolkits"] + load("driver_cuda")["minor_version_floors"]:
         for col in ("linux", "windows"):

@@ -54,7 +54,7 @@ def test_zoo_released_after_unsloths_next_release_is_an_untested_pairing():
 
 
 def test_without_the_release_table_the_pairs_table_still_judges(monkeypatch):
-    from checks import _releases
+    from doctor.knowledge import releases as _releases
 
     monkeypatch.setattr(_releases, "table", lambda: _releases.ReleaseTable({}))   # the file unreadable
     f = one(version_matrix(linux_gpu(torch="2.5.1+cu124", cuda="12.4", xformers="0.0.27"), None), XFORMERS)

@@ -64,7 +64,7 @@ def test_parameter_counts_match_the_published_totals():
 
 
 def test_every_table_row_has_a_source_and_consistent_dims():
-    from checks._data import load
+    from doctor.knowledge import load
 
     rows = load("model_shapes")["models"]
     assert len(rows) >= 25

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from checks import get_check
-from checks._data import load
+from doctor.knowledge import load
 from doctor.attach import signatures as sig
 from doctor.config.model import TrainingConfig
 from doctor.config.model_shapes import shape_from_config, table_lookup

@@ -10,7 +10,7 @@ from doctor import exitcodes
 from doctor.engine import run_checks
 from doctor.facts import Facts, GPUInfo, PackageInfo, TorchInfo
 from doctor.findings import ConfigChange, Finding, Severity, exit_code_for, rank
-from doctor.report.envelope import SCHEMA_VERSION, Report
+from doctor.report_model import SCHEMA_VERSION, Report
 from doctor.runner import RESULT_MARKER, run_command, run_python
 
 

@@ -8,8 +8,8 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from checks import all_checks
-from checks._data import load
-from checks._logmatch import MAX_LINE, MAX_TEXT, match_logs, match_text, signatures
+from doctor.knowledge import load
+from doctor.knowledge.logmatch import MAX_LINE, MAX_TEXT, match_logs, match_text, signatures
 from checks.known_bad import FACT_CONDITIONS, KNOWN_BAD, known_bad, row_matches
 from checks.log_signatures import KNOWN_ISSUE_MESSAGE, log_signatures
 from checks_helpers import as_wsl2, ids, linux_gpu, snapshot
@@ -217,7 +217,7 @@ def test_driver_too_old_ranks_before_cuda_unavailable_on_real_checks():
 
 
 def test_renderers_point_at_the_cause(tmp_path):
-    from doctor.report.envelope import Report
+    from doctor.report_model import Report
     from doctor.report.markdown import render_markdown
     from doctor.report.terminal import make_console, render_report
 
@@ -312,7 +312,7 @@ def test_log_lines_in_a_bundle_are_redacted(tmp_path):
 def test_bf16_and_triton_messages_are_symptoms_of_their_version_and_gpu_causes():
     """Two signatures added with the corpus (corpus2): each matches its message and ranks after the
     facts-based finding that explains it."""
-    from checks._logmatch import match_text
+    from doctor.knowledge.logmatch import match_text
     from doctor.engine import run_checks
     from doctor.findings import explained_by
 

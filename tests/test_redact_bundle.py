@@ -17,6 +17,7 @@ from doctor.bundle.collect import Collected
 from doctor.bundle.identity import redactor_for
 from doctor.config.loader import load_config
 from doctor.findings import Finding, Severity
+from doctor.report.emit import sections
 from doctor.run_command import build_report
 from tests import redact_strategies as S
 from tests.bundle_helpers import MUST_SURVIVE, leaks, planted_facts, read_members, token_present
@@ -46,7 +47,8 @@ def gathered(tmp: Path, user: str, host: str, s: dict) -> tuple[Gathered, Bundle
            "MASTER_ADDR": f"https://{user}:{s['pw']}@10.0.0.7", "NCCL_DEBUG": "INFO"}
     facts = planted_facts(user, host, home, env)
     cfg = load_config(script)
-    report, _, md = build_report(facts, None, command="bundle")
+    report = build_report(facts, None, command="bundle")
+    md = sections(report)[1]
     report.findings.append(Finding(id="test.planted", severity=Severity.INFO,
                                    title=f"planted finding mentioning {home}/proj on {host}",
                                    evidence={"platform.cwd": f"{home}/proj", "env.HF_TOKEN": s["hf"]}))

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from doctor.bundle.redact import Redactor, is_distinctive, looks_like_secret
+from doctor.redact import Redactor, is_distinctive, looks_like_secret
 from tests import redact_strategies as S
 from tests.bundle_helpers import token_present
 

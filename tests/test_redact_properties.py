@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 
-from doctor.bundle.redact import is_high_entropy
+from doctor.redact import is_high_entropy
 from tests import redact_strategies as S
 from tests.bundle_helpers import fenced_python, plant_bundle, texts_of, token_present
 

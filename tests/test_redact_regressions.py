@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from doctor.bundle import archive as A
+from doctor import archive as A
 from doctor.bundle.analyze import bundle_config
-from doctor.bundle.redact import Redactor
+from doctor.redact import Redactor
 from tests.bundle_helpers import fenced_python, plant_bundle, texts_of, token_present
 
 CASES = json.loads((Path(__file__).parent / "fixtures" / "redaction" / "leaks.json").read_text())["cases"]

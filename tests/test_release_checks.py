@@ -172,7 +172,7 @@ def test_violations_count_a_known_bad_row_only_where_its_machine_conditions_hold
 def test_the_install_command_comes_with_its_cause_not_before_it():
     """unslothai/unsloth#1026: the cause (xformers built for torch 2.3.0 under 2.4.0) ranks first and
     points to the install command, which says 'explained by' it; the log symptom is explained too."""
-    from checks._logmatch import match_text
+    from doctor.knowledge.logmatch import match_text
     from doctor.findings import explained_by
 
     facts = linux_gpu("Tesla T4", (7, 5), torch="2.4.0+cu121", cuda="12.1", unsloth="2024.9", xformers="0.0.26.post1")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from checks._releases import ReleaseTable, table
+from doctor.knowledge.releases import ReleaseTable, table
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "pypi"

@@ -15,8 +15,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from checks._releases import table
-from checks._requires import marker_environment
+from doctor.knowledge.releases import table
+from doctor.knowledge.requires import marker_environment
 from checks._resolver import InstallPlan, plan_install, violations
 from checks_helpers import linux_gpu, snapshot
 from doctor.facts import NvidiaInfo, TorchInfo, canonical_name

@@ -197,11 +197,15 @@ def test_stall_classified_from_the_attach_cause():
     assert cause == "stall-unknown" and "py-spy" in findings[0].why
 
 
-def test_emulated_sync_frame_is_a_cuda_stall_and_says_so():
+def test_emulated_sync_frame_is_labelled_but_classified_by_the_signatures_alone():
+    """The cause is the stack signatures' verdict (issue 14: no override for the CPU stand-in);
+    the stand-in is only named, in the evidence and the title."""
     frames = ["synchronize (doctor/repro/emulated_cuda.py:18)", "FaultPlan._cuda_stall (doctor/repro/child_faults.py:83)"]
     cause, findings = diagnose(_stalled(3, diagnosis=_attach("unknown-wait", frames)))
-    assert cause == "cuda-stall"
-    assert "emulated on CPU" in findings[0].title and "emulated" in findings[0].evidence
+    assert cause == "stall:unknown-wait" and findings[0].id == "repro.stall.other"
+    assert "CPU stand-in" in findings[0].title and "emulated_cuda" in findings[0].evidence["emulated"]
+    cause, findings = diagnose(_stalled(3, diagnosis=_attach("cuda-sync-wait", frames)))
+    assert cause == "cuda-stall" and "emulated on CPU" in findings[0].title
 
 
 def test_host_memory_evidence_beats_the_stack():
@@ -270,6 +274,15 @@ def test_crashes_are_classified_with_their_numbers():
     tdr = CrashInfo(type="RuntimeError", step=3, message="CUDA error: the launch timed out and was terminated")
     cause, findings = diagnose(_crashed(tdr))
     assert cause == "cuda-error" and findings[0].failure_mode == "FM-05"
+    # every class of checks/data/cuda_errors.json is reachable, in order, from an error text
+    for text, klass, fm in [("CUDA error: device-side assert triggered", "device-side assert", "FM-15"),
+                            ("CUDA error: an illegal memory access was encountered", "illegal memory access", None),
+                            ("CUDA error: unknown error", "device not ready", "FM-03"),
+                            ("CUDA error: no kernel image is available for execution on the device", "no kernel image", "FM-08"),
+                            ("CUDA error: out of memory", "pinned host memory", "FM-02"),
+                            ("CUDA error: something new", "unclassified CUDA error", None)]:
+        cause, findings = diagnose(_crashed(CrashInfo(type="RuntimeError", step=3, message=text)))
+        assert cause == "cuda-error" and klass in findings[0].title and findings[0].failure_mode == fm, text
     killed = CrashInfo(step=11, exit_code=-9, signal=9)
     assert diagnose(_crashed(killed))[0] == "killed"
     other = CrashInfo(type="ValueError", message="bad things", step=2)

@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from doctor import exitcodes
 from doctor.cli import app
+from doctor.report_model import SCHEMA_VERSION
 from tests.vram_helpers import EXAMPLES, GIB, REFERENCE, make_facts
 
 SNAPSHOT = EXAMPLES / "facts" / "wsl2-2080ti-unsloth-2024.8.json"
@@ -32,7 +33,9 @@ def invoke(*args):
 def test_vram_json_is_bytes_with_the_verdict(facts_file):
     r = invoke("vram", REFERENCE, "--facts", facts_file, "--json")
     assert r.exit_code == 0, r.output
-    d = json.loads(r.stdout)
+    env = json.loads(r.stdout)     # the versioned envelope (issue 14), the estimate under sections.vram
+    assert env["command"] == "vram" and env["schema_version"] == SCHEMA_VERSION and env["exit_code"] == 0
+    d = env["sections"]["vram"]
     assert d["verdict"] == "fits" and d["units"] == "bytes"
     assert d["gpu"]["free"] == 23 * GIB and d["gpu"]["name"] == "NVIDIA GeForce RTX 4090"
     comps = {c["key"]: c for c in d["components"]}
@@ -47,10 +50,12 @@ def test_vram_json_is_bytes_with_the_verdict(facts_file):
 def test_vram_whatif_gpu_and_flags(facts_file):
     r = invoke("vram", REFERENCE, "--facts", facts_file, "--gpu", "RTX 2060", "--json")
     assert r.exit_code == exitcodes.UNHEALTHY
-    d = json.loads(r.stdout)
+    env = json.loads(r.stdout)
+    assert env["exit_code"] == exitcodes.UNHEALTHY
+    d = env["sections"]["vram"]
     assert d["verdict"] == "does-not-fit" and d["gpu"]["whatif"] and d["gpu"]["total"] == 6 * GIB
     r = invoke("vram", REFERENCE, "--facts", facts_file, "--batch-size", "8", "--seq-len", "4096", "--json")
-    d = json.loads(r.stdout)
+    d = json.loads(r.stdout)["sections"]["vram"]
     assert (d["inputs"]["batch_size"], d["inputs"]["seq_len"]) == (8, 4096)
 
 
@@ -58,7 +63,7 @@ def test_vram_from_flags_alone(facts_file):
     r = invoke("vram", "--model", "Qwen/Qwen2.5-0.5B-Instruct", "--batch-size", "4", "--seq-len", "512",
                "--load-in-4bit", "--facts", facts_file, "--json")
     assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout)["inputs"]["quant"] == "4bit"
+    assert json.loads(r.stdout)["sections"]["vram"]["inputs"]["quant"] == "4bit"
 
 
 def test_vram_terminal_bar(facts_file):

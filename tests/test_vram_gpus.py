@@ -35,7 +35,7 @@ def test_unknown_name_suggests_close_matches():
 
 
 def test_table_rows_are_sourced():
-    from checks._data import load
+    from doctor.knowledge import load
 
     rows = load("gpus")["gpus"]
     assert len(rows) >= 40 and all(r["source"] and r["memory_gib"] > 0 and len(r["capability"]) == 2 for r in rows)

@@ -12,7 +12,7 @@ from doctor.config.loader import load_config
 from doctor.config.model import TrainingConfig
 from doctor.config.flags import ConfigOverrides
 from doctor.findings import Severity
-from doctor.run_command import load_facts
+from doctor.facts_source import load_facts
 from doctor.vram.estimator import HIGH, estimate
 from doctor.vram.gpus import apply_gpu_whatif
 from tests.vram_helpers import EXAMPLES, GIB, REFERENCE, make_facts

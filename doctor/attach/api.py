@@ -4,7 +4,7 @@
     report.cause                         # "dataloader-worker-hang", "running-normally", ...
     report.findings[0]                   # the primary diagnosis (ranked)
     report.raw_dumps                     # {"<pid>": [py-spy JSON sample, ...]}
-    report.report()                      # doctor.report.envelope.Report for the shared renderers
+    report.report()                      # doctor.report_model.Report for the shared renderers
 
 Errors (DoctorError.exit_code from doctor/exitcodes.py): NO_SUCH_PROCESS, PERMISSION_DENIED,
 NOT_PYTHON, PROCESS_EXITED, PYSPY_MISSING.

@@ -45,11 +45,9 @@ def save_dumps(report: AttachReport, folder: Path) -> list[Path]:
 
 
 def attach_command(pid: Optional[int], samples: int, interval: float, native: Optional[bool], children: bool,
-                   json_out: bool, markdown: Optional[Path], save: Optional[Path], timeout: float, gpu: bool,
-                   replay: Optional[Path], locals_: bool = False) -> int:
-    from doctor.attach.render import markdown_section, terminal_section
-    from doctor.run_command import emit
-
+                   save: Optional[Path], timeout: float, gpu: bool,
+                   replay: Optional[Path], locals_: bool = False):
+    """The attach Report (its part: the AttachReport); the cli emits it."""
     if replay is not None:
         report = diagnose_snapshot(load_snapshot(replay))
     elif pid is None:
@@ -60,5 +58,5 @@ def attach_command(pid: Optional[int], samples: int, interval: float, native: Op
     if save is not None:
         save_dumps(report, save)
     env = report.report()
-    title = f"finetune doctor attach {report.pid}: {report.cause}"
-    return emit(env, [terminal_section(report)], [markdown_section(report)], json_out, markdown, title=title)
+    env.title = f"finetune doctor attach {report.pid}: {report.cause}"
+    return env

@@ -89,10 +89,10 @@ class AttachReport:
         }
 
     def report(self):
-        from doctor.report.envelope import Report
+        from doctor.report_model import Report
 
         return Report(command="attach", findings=list(self.findings), facts=None,
-                      sections={"attach": self.to_dict()})
+                      sections={"attach": self.to_dict()}, parts=[self])
 
 
 def _snapshot_without_dumps(snap: Optional[Snapshot]) -> Optional[dict]:

@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Optional
 
-from checks._data import load
+from doctor.knowledge import load
 from doctor.attach import flight_recorder as fr
 from doctor.attach import signatures as sig
 from doctor.attach.attach_findings import make_finding

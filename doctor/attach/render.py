@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from doctor.attach.model import AttachReport, ProcessView, ThreadView
-from doctor.report.markdown import code_span, md_escape_cell
+from doctor.text import code_span, md_escape_cell
 
 MAX_THREADS = 12             # per process; torch processes can have dozens of Python threads
 

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from checks._data import load
+from doctor.knowledge import load
 
 _STDLIB = re.compile(r"/lib/python\d\.\d+/(?!.*(site|dist)-packages/)")
 _SITE = re.compile(r"(site|dist)-packages/")

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
-from doctor.bundle import archive as A
+from doctor import archive as A
 from doctor.exitcodes import DoctorError
 
 
@@ -61,14 +61,15 @@ def analyze_bundle(path: Path, json_out: bool = False, markdown: Optional[Path] 
     """Today's checks over the bundle; its logs, and any --log given here, matched again with
     today's signatures (a newer doctor knows more messages)."""
     from doctor.logs import apply_logs, check_log_paths
-    from doctor.run_command import build_report, emit
+    from doctor.report.emit import emit
+    from doctor.run_command import build_report
 
     check_log_paths(logs)
     contents = A.open_bundle(path)
     facts = contents.facts()
     apply_logs(facts, logs, bundled=bundle_logs(contents))
     cfg = bundle_config(contents)
-    report, term, md = build_report(facts, cfg, command="analyze", write_patch=False)
+    report = build_report(facts, cfg, command="analyze", write_patch=False)
     manifest = contents.manifest
     report.sections["bundle"] = {
         "file": Path(path).name,
@@ -79,4 +80,4 @@ def analyze_bundle(path: Path, json_out: bool = False, markdown: Optional[Path] 
     title = f"finetune doctor analyze {Path(path).name}"
     if manifest.get("created_at"):
         title += f" (bundled {manifest['created_at']} by doctor {manifest.get('doctor_version', '?')})"
-    return emit(report, term, md, json_out, markdown, title=title)
+    return emit(report, json_out, markdown, title=title)

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from doctor import exitcodes
-from doctor.bundle import archive as A
+from doctor import archive as A
 from doctor.bundle.collect import Collected, kernel_messages, nvidia_smi, pip_outputs
 from doctor.bundle.identity import process_environ, redactor_for
 from doctor.bundle.issue import IssueBody, IssueInputs, build_issue, extract_traceback
-from doctor.bundle.redact import HOME, HOST, USER, Redactor
+from doctor.redact import HOME, HOST, USER, Redactor
 from doctor.bundle.stacks import attach_summary, mask_secret_locals, secret_local_values, stacks_text, strip_locals
 from doctor.config.flags import ConfigOverrides
 from doctor.exitcodes import DoctorError
@@ -78,7 +78,7 @@ def validate(opts: BundleOptions) -> None:
     if opts.repo is not None and not _REPO.match(opts.repo):
         raise DoctorError(f"--repo must be OWNER/NAME (e.g. unslothai/unsloth), got {opts.repo!r}", exitcodes.USAGE)
     if opts.out is not None and opts.out.suffix.lower() != ".zip":
-        raise DoctorError(f"--out must name a .zip file, got {opts.out}", exitcodes.USAGE)
+        raise DoctorError(f"--archive must name a .zip file, got {opts.out}", exitcodes.USAGE)
     for log in opts.logs:
         if not Path(log).is_file():
             raise DoctorError(f"--log: no such file: {log}", exitcodes.USAGE)
@@ -87,7 +87,8 @@ def validate(opts: BundleOptions) -> None:
 # ---------------------------------------------------------------- gathering
 
 def gather(opts: BundleOptions, work_dir: Path) -> Gathered:
-    from doctor.run_command import build_report, obtain_facts
+    from doctor.facts_source import obtain_facts
+    from doctor.run_command import build_report
 
     say = opts.progress or (lambda _msg: None)
     if opts.pid is not None:   # a mistyped pid is an error now, not a note after a minute of probing
@@ -108,8 +109,10 @@ def gather(opts: BundleOptions, work_dir: Path) -> Gathered:
     from doctor.logs import attach_log_matches
 
     attach_log_matches(facts, g.logs)
-    report, _term, md = build_report(facts, cfg, command="bundle", out_dir=work_dir / "patch", write_patch=cfg is not None)
-    g.report, g.md_sections = report, md
+    from doctor.report.emit import sections
+
+    report = build_report(facts, cfg, command="bundle", out_dir=work_dir / "patch", write_patch=cfg is not None)
+    g.report, g.md_sections = report, sections(report)[1]
     g.patch = _patch_of(report)
     if opts.pid is not None:
         say(f"sampling pid {opts.pid} with py-spy")
@@ -208,7 +211,7 @@ def sanitized_facts(facts: Facts, redactor: Redactor, counts: Counter) -> Facts:
 
 
 def write_bundle(g: Gathered, opts: BundleOptions, path: Path, now: _dt.datetime) -> BundleResult:
-    from doctor.report.envelope import Report
+    from doctor.report_model import Report
     from doctor.report.markdown import render_markdown
 
     # a credential-named local's value is a secret everywhere (the same token is often in argv too)

@@ -8,7 +8,7 @@ import os
 import socket
 from typing import Iterable, Mapping, Optional
 
-from doctor.bundle.redact import Redactor
+from doctor.redact import Redactor
 from doctor.facts import Facts
 
 

@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from doctor import __version__
-from doctor.bundle.redact import Redactor
+from doctor.redact import Redactor
 from doctor.facts import Facts
-from doctor.report.markdown import details, fenced
+from doctor.text import details, fenced
 from doctor.findings import Finding
-from doctor.report.summary import gib
+from doctor.units import gib
 
 ISSUE_BODY_LIMIT = 65536     # GitHub's maximum issue body, in characters
 NEW_ISSUE_URL_LIMIT = 8000   # longer pre-filled URLs are rejected by GitHub or browsers

@@ -82,7 +82,7 @@ def load_nodes(paths: list[Path]):
             if f.stat().st_size > MAX_FILE_BYTES:
                 raise ValueError(f"over {MAX_FILE_BYTES // 2**20} MiB")
             if f.suffix == ".zip":
-                from doctor.bundle.archive import open_bundle
+                from doctor.archive import open_bundle
                 slot["facts"] = open_bundle(f).facts()
                 continue
             data = json.loads(f.read_text())
@@ -124,8 +124,8 @@ def analyze_nodes(paths: list[Path], json_out: bool = False, markdown: Optional[
     from doctor.attach import ranks
     from doctor.attach.api import diagnose_snapshot
     from doctor.attach.attach_findings import make_finding
-    from doctor.report.envelope import Report
-    from doctor.run_command import emit
+    from doctor.report_model import Report
+    from doctor.report.emit import emit
 
     nodes, skipped = load_nodes(paths)
     if not nodes:
@@ -151,8 +151,9 @@ def analyze_nodes(paths: list[Path], json_out: bool = False, markdown: Optional[
                 "ranks": lu.to_dict() if lu is not None else None}
     report = Report(command="analyze", findings=findings, facts=None, sections=sections)
     title = f"finetune doctor analyze: {len(nodes)} node{'s' if len(nodes) != 1 else ''}"
-    return emit(report, [_terminal(rows, differ, sections["ranks"], skipped)],
-                [_markdown(rows, differ, sections["ranks"], skipped)], json_out, markdown, title=title)
+    return emit(report, json_out, markdown, title=title,
+                term_sections=[_terminal(rows, differ, sections["ranks"], skipped)],
+                md_sections=[_markdown(rows, differ, sections["ranks"], skipped)])
 
 
 def _terminal(rows, differ, lu, skipped):
@@ -182,7 +183,7 @@ def _terminal(rows, differ, lu, skipped):
 
 def _markdown(rows, differ, lu, skipped) -> str:
     from doctor.attach.render import rank_table_markdown
-    from doctor.report.markdown import md_escape_cell
+    from doctor.text import md_escape_cell
 
     cols = ["node"] + [label for label, _ in _COMPARED]
     lines = ["### Nodes", "", "Differ in: " + (", ".join(differ) or "nothing compared"), "",

@@ -20,7 +20,7 @@ def strip_locals(obj: Any) -> Any:
 def _is_secret_local(v: Any) -> bool:
     """A py-spy local whose name says credential (api_key, hf_token, password ...: the redactor's
     one predicate); under a weak name (a bare `key`, sort_key) only a value that is not a plain word."""
-    from doctor.bundle.redact import credential_strength, is_secret_value
+    from doctor.redact import credential_strength, is_secret_value
 
     if not isinstance(v, dict):
         return False
@@ -31,7 +31,7 @@ def _is_secret_local(v: Any) -> bool:
 def mask_secret_locals(obj: Any, counts: Optional[Counter] = None) -> Any:
     """Keep py-spy "locals", but blank the value of every credential-named one: its repr has no
     shape the pattern redactor could know. The bundle writer then redacts the rest like any text."""
-    from doctor.bundle.redact import placeholder
+    from doctor.redact import placeholder
 
     counts = Counter() if counts is None else counts
     if isinstance(obj, dict):

@@ -7,7 +7,7 @@ from packaging.version import InvalidVersion, Version
 
 
 def _row(id: str) -> dict:
-    from checks._data import load
+    from doctor.knowledge import load
 
     for row in load("library_defaults")["defaults"]:
         if row["id"] == id:

@@ -59,7 +59,7 @@ class ModelShape:
         return self.vision_params > 0
 
     def _family(self) -> dict:
-        from checks._data import load
+        from doctor.knowledge import load
 
         return load("model_shapes").get("families", {}).get(self.model_type, {})
 
@@ -149,7 +149,7 @@ def normalize_name(name: str) -> str:
 
 def table_lookup(name: str) -> Optional[ModelShape]:
     """The bundled shape for a model name or any of its variants, else None."""
-    from checks._data import load
+    from doctor.knowledge import load
 
     norm = normalize_name(name)
     rows = load("model_shapes")["models"] + workload_rows()
@@ -178,7 +178,7 @@ WORKLOAD_SHAPE_KEYS = ("num_experts", "experts_per_tok", "moe_intermediate", "sh
 
 def workload_rows() -> list[dict]:
     """MoE and vision-language rows (a separate file; they win over a text-only row of the same name)."""
-    from checks._data import load
+    from doctor.knowledge import load
 
     try:
         return list(load("model_shapes_moe_vlm")["models"])

@@ -91,7 +91,7 @@ class PatchResult:
                 console.file.write(f"{colour}{line}\x1b[0m\n" if colour else line + "\n")
 
     def render_markdown(self) -> str:
-        from doctor.report.markdown import code_span, md_escape_cell
+        from doctor.text import code_span, md_escape_cell
 
         lines = ["### Patched config", ""]
         lines.append(f"Written to {code_span(self.path)} (the original is untouched)." if self.path
@@ -109,7 +109,7 @@ class PatchResult:
         if self.vram_after:
             lines += ["", f"**{self.vram_after}**"]
         if self.diff:
-            from doctor.report.markdown import fenced
+            from doctor.text import fenced
 
             lines += ["", fenced(self.diff, "diff")]
         return "\n".join(lines) + "\n"

@@ -15,6 +15,7 @@ from typing import Any, Optional
 from doctor import exitcodes, limits
 from doctor.config import keys
 from doctor.config.edits import split_lines
+from doctor.config.python_ast import dotted
 from doctor.config.model import (AUTO_EMULATED, AUTO_NATIVE, NOT_AUTO_EMULATED, NOT_AUTO_NATIVE,
                                  SourceSpan, TrainingConfig)
 from doctor.exitcodes import DoctorError
@@ -65,6 +66,7 @@ class Analysis:
     calls: list[CallSite] = field(default_factory=list)
     framework: Optional[str] = None
     gc_enable_call: Optional[ast.Call] = None
+    resolver: Any = None        # the _Resolver of this source, for the workloads hook
 
     def call(self, kind: str) -> Optional[CallSite]:
         found = [c for c in self.calls if c.kind == kind]
@@ -112,21 +114,6 @@ def span_of(node: ast.AST, lines: list[str], source: str, call: Optional[str] = 
 
 
 # -- names ----------------------------------------------------------------------------------------
-
-def dotted(node: ast.AST) -> str:
-    """'torch.cuda.is_bf16_supported' for an Attribute/Name chain, '' otherwise."""
-    parts = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        parts.append(node.id)
-        return ".".join(reversed(parts))
-    if isinstance(node, ast.Call):   # FastLanguageModel.from_pretrained(...).to(...) etc.
-        inner = dotted(node.func)
-        return (inner + "()." + ".".join(reversed(parts))) if inner else ""
-    return ""
-
 
 def classify_call(node: ast.Call) -> Optional[tuple[str, str]]:
     """(kind, callee name) for the calls whose keywords are settings."""
@@ -351,7 +338,7 @@ def analyze(source: str, filename: str = "<script>") -> Analysis:
     tree = parse_source(source, filename)
     lines = split_lines(source)
     res = _Resolver(tree, source, lines)
-    an = Analysis(source=source, lines=lines, tree=tree)
+    an = Analysis(source=source, lines=lines, tree=tree, resolver=res)
     calls = sorted((n for n in ast.walk(tree) if isinstance(n, ast.Call)),
                    key=lambda n: (n.lineno, n.col_offset))
     for node in calls:

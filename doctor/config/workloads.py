@@ -12,6 +12,7 @@ from typing import Optional
 
 from doctor.config import keys
 from doctor.config.model import TrainingConfig
+from doctor.config.python_ast import dotted
 
 # Model classes that load a vision-language model (besides *ForConditionalGeneration).
 VISION_CLASSES = ("FastVisionModel", "AutoModelForVision2Seq", "AutoModelForImageTextToText")
@@ -30,8 +31,6 @@ def _kw(call: ast.Call, name: str) -> Optional[ast.keyword]:
 
 def read_workload(cfg: TrainingConfig, an) -> TrainingConfig:
     """Fill the workload fields of cfg from a python_parser.Analysis (pure; never raises on odd code)."""
-    from doctor.config.python_parser import _Resolver, dotted
-
     trainers = [c for c in an.calls if c.kind == "trainer"]
     if trainers:
         cfg.trainer_class = trainers[-1].name
@@ -54,13 +53,11 @@ def read_workload(cfg: TrainingConfig, an) -> TrainingConfig:
             cfg.vision_model = True
     if cfg.vision_model and _freezes_vision(an.tree):
         cfg.finetune_vision_layers = False
-    res = None
     for node in ast.walk(an.tree):   # processor(max_pixels=...) / AutoProcessor.from_pretrained(..., max_pixels=)
         if isinstance(node, ast.Call) and cfg.max_pixels is None:
             kw = _kw(node, "max_pixels")
             if kw is not None and "processor" in dotted(node.func).lower():
-                res = res or _Resolver(an.tree, an.source)
-                val = res.resolve(kw.value, node.lineno)
+                val = an.resolver.resolve(kw.value, node.lineno)
                 try:
                     cfg.max_pixels = keys.coerce("max_pixels", val.value) if val.ok else None
                 except keys.Unresolvable:

@@ -1,1 +1,1 @@
-"""Renderers: they only format. One envelope (report.envelope) feeds terminal, Markdown and JSON."""
+"""Renderers: they only format. One Report (doctor.report_model, core) feeds terminal, Markdown and JSON."""

@@ -2,16 +2,11 @@
 from __future__ import annotations
 
 from doctor.facts import Facts
-
-GIB = 1024 ** 3
+from doctor.units import gib
 
 # The packages a maintainer asks for first (unslothai bug template + threads), in that order.
 KEY_PACKAGES = ("torch", "triton", "xformers", "bitsandbytes", "transformers", "trl", "peft",
                 "accelerate", "datasets", "unsloth", "unsloth-zoo", "flash-attn", "torchao")
-
-
-def gib(n) -> str:
-    return "?" if n is None else f"{n / GIB:.1f} GiB"
 
 
 def summary_rows(facts: Facts) -> list[tuple[str, str]]:

@@ -15,7 +15,7 @@ from rich.text import Text
 
 from doctor.exitcodes import MEANINGS
 from doctor.findings import Finding, Severity, explained_by
-from doctor.report.envelope import Report
+from doctor.report_model import Report
 from doctor.report.summary import summary_rows
 
 STYLE = {Severity.CRITICAL: "bold white on red", Severity.ERROR: "bold red",

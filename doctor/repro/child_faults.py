@@ -13,8 +13,8 @@ import time
 from typing import Any, Callable, Optional
 
 from doctor.repro.events import EventWriter
+from doctor.units import GIB
 
-GIB = 1 << 30
 SQUEEZE_CHUNK = 64 << 20              # host squeeze allocates in 64 MiB pieces
 SQUEEZE_AVAILABLE_FRACTION = 0.7      # never take more than this share of MemAvailable
 SQUEEZE_FLOOR_FRACTION = 0.10         # stop once MemAvailable is below this share of RAM

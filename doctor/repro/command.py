@@ -9,7 +9,6 @@ from doctor.config.flags import ConfigOverrides
 from doctor.exitcodes import Terminated
 from doctor.repro.api import ReproOptions, run_repro
 from doctor.repro.faults import parse_injections, parse_size
-from doctor.repro.render import markdown_section, terminal_section
 
 
 def load_repro_config(config: Optional[Path], overrides: Optional[ConfigOverrides]):
@@ -78,11 +77,11 @@ def run_repro_command(*, config: Optional[Path], overrides: Optional[ConfigOverr
                       first_step_grace: float, startup_grace: float, timeout: Optional[float],
                       device: str, backend: str,
                       lengths: Optional[str], squeeze_limit: Optional[str], seed: Optional[int],
-                      model_cache: Optional[Path], out: Optional[Path], json_out: bool,
-                      markdown: Optional[Path], progress: Optional[Callable[[dict], None]]) -> int:
+                      model_cache: Optional[Path], out: Optional[Path],
+                      markdown: Optional[Path], progress: Optional[Callable[[dict], None]]):
+    """The repro Report (its part: the ReproResult); the cli emits it."""
     from doctor.outputs import check_output_file
     from doctor.repro.api import default_out_dir
-    from doctor.run_command import emit
 
     parse_injections(inject)              # usage errors before anything starts
     if markdown is not None:
@@ -102,5 +101,6 @@ def run_repro_command(*, config: Optional[Path], overrides: Optional[ConfigOverr
     except KeyboardInterrupt as exc:      # Ctrl-C or SIGTERM: the child tree is stopped by now
         write_interrupted_result(out, "SIGTERM" if isinstance(exc, Terminated) else "SIGINT")
         raise
-    return emit(result.report(), [terminal_section(result)], [markdown_section(result)], json_out, markdown,
-                title="finetune doctor repro")
+    report = result.report()
+    report.title = "finetune doctor repro"
+    return report

@@ -7,15 +7,17 @@ used to say whether the detector found what was planted.
 """
 from __future__ import annotations
 
+import functools
 import re
 import statistics
 from typing import Optional
 
 from doctor.findings import ConfigChange, Finding, Severity
+from doctor.knowledge import load
 from doctor.repro.faults import failure_mode
 from doctor.repro.result import ReproResult, StepRecord
+from doctor.units import gib
 
-GIB = 1 << 30
 MIB = 1 << 20
 HOST_GROWTH_MIN = 256 * MIB       # the stalled process grew at least this much since its last step ...
 HOST_GROWTH_RATIO = 0.25          # ... and by this share of its size then
@@ -30,36 +32,23 @@ ISSUE_1010 = "https://github.com/unslothai/unsloth/issues/1010"
 ATTACH_TO_CAUSE = {"dataloader-worker-hang": "dataloader-hang", "pin-memory-thread": "dataloader-hang",
                    "cuda-sync-wait": "cuda-stall", "compile": "compile"}
 
-FINDING_IDS = (
-    "repro.stall.dataloader-hang", "repro.stall.cuda-stall", "repro.stall.host-memory",
-    "repro.stall.compile", "repro.stall.other", "repro.stall.unknown", "repro.long-sample",
-    "repro.tokens-jump", "repro.slow-step", "repro.crash.cuda-oom", "repro.crash.cuda-error",
-    "repro.crash.shape-mismatch", "repro.crash.killed", "repro.crash.signal", "repro.crash.exception",
-    "repro.fidelity", "repro.fault-not-applicable", "repro.fault-not-reached", "repro.fault-missed",
-    "repro.wsl.dxg", "repro.wsl.shared-memory-growth", "repro.leftover-processes",
-)
+# Declared in checks/data/finding_producers.json (listed by `doctor checks`, covered by the contract test).
+FINDING_IDS = tuple(next(p for p in load("finding_producers")["producers"] if p["id"] == "repro")["finding_ids"])
 
 # What each cause means for the fault the repro planted (for repro.fault-missed).
 EXPECTED_CAUSE = {"dataloader-hang": ("dataloader-hang",), "long-sample": ("long-sample",),
                   "cuda-stall": ("cuda-stall",), "host-memory": ("host-memory",),
                   "vram-squeeze": ("vram-oom", "cuda-stall")}   # Linux: OOM; WSL2: a spill that stalls
 
-# CUDA error text -> (class, failure mode); shared/knowledge/unsloth-failure-modes.md §4.3
-CUDA_ERROR_CLASSES = [
-    (re.compile(r"device-side assert"), "device-side assert (often a token id >= vocab size)", "FM-15"),
-    (re.compile(r"illegal memory access"), "illegal memory access", None),
-    (re.compile(r"launch timed out"), "kernel launch timed out (Windows TDR)", "FM-05"),
-    (re.compile(r"device not ready|unknown error"), "device not ready / unknown error", "FM-03"),
-    (re.compile(r"no kernel image is available"), "no kernel image for this GPU", "FM-08"),
-    (re.compile(r"CUDA error: out of memory"), "out of memory without an allocator summary "
-                                                "(pinned host memory on WSL2?)", "FM-02"),
-]
+
+@functools.lru_cache(maxsize=1)
+def cuda_error_classes() -> list[tuple[re.Pattern, str, Optional[str]]]:
+    """CUDA error text -> (class, failure mode): checks/data/cuda_errors.json, in order."""
+    return [(re.compile(r["pattern"]), r["class"], r["failure_mode"]) for r in load("cuda_errors")["classes"]]
+
+
 _SHAPE_MISMATCH = re.compile(r"size of tensor a \((\d+)\) must match the size of tensor b \((\d+)\)")
 _UNSLOTH_TRUNCATE = re.compile(r"Unsloth: Input IDs of length (\d+) > the model's max sequence length of (\d+)")
-
-
-def gib(n) -> str:
-    return "?" if n is None else f"{n / GIB:.2f} GiB"
 
 
 def _median(values: list[float]) -> Optional[float]:
@@ -191,6 +180,8 @@ def stall_finding(r: ReproResult) -> tuple[str, Finding]:
         evidence["attach_finding"] = primary.get("title")
     if r.diagnosis_error:
         evidence["attach_error"] = r.diagnosis_error
+    if emulated:
+        evidence["emulated"] = "CPU stand-in: doctor.repro.emulated_cuda.synchronize"
     where = f"step {st.step}" if st.phase == "training" else f"the '{st.phase}' phase"
     timed_out = "--timeout" in st.reason
     stopped = "Run stopped by its --timeout" if timed_out else "Training stalled"
@@ -200,7 +191,7 @@ def stall_finding(r: ReproResult) -> tuple[str, Finding]:
         return "host-memory", Finding(
             id="repro.stall.host-memory", severity=Severity.ERROR, failure_mode="FM-18", confidence=0.8,
             title=f"{stopped} at {where} while host memory ran short "
-                  f"(grew {gib(mem['growth'])} since the last step; {gib(mem['mem_available'])} available)",
+                  f"(grew {gib(mem['growth'], 2)} since the last step; {gib(mem['mem_available'], 2)} available)",
             why=f"{waited}. The training process took much more host RAM than at its last finished step "
                 "and/or the machine is nearly out of it: the step is waiting on memory (reclaim, swap), "
                 "and the kernel's OOM killer may end it next. Under WSL2 the VM gets half of Windows' RAM "
@@ -210,9 +201,9 @@ def stall_finding(r: ReproResult) -> tuple[str, Finding]:
                         "use_gradient_checkpointing=True over 'unsloth'.",
             commands=["free -h", "dmesg | grep -i 'killed process' | tail"],
             evidence=evidence, links=[ISSUE_1010], fix_cost=2)
+    # The cause comes from the stack signatures alone, for the CPU stand-in too: its stack is
+    # labelled as an emulation below, never classified by name.
     cause = ATTACH_TO_CAUSE.get(acause or "")
-    if emulated:
-        cause = "cuda-stall"
     if cause == "dataloader-hang":
         return cause, Finding(
             id="repro.stall.dataloader-hang", severity=Severity.ERROR, failure_mode="FM-14", confidence=0.9,
@@ -229,8 +220,6 @@ def stall_finding(r: ReproResult) -> tuple[str, Finding]:
             evidence=evidence, fix_cost=1)
     if cause == "cuda-stall":
         gpu = diag.get("situation") or "GPU state unknown"
-        if emulated:
-            evidence["emulated"] = "CPU stand-in: doctor.repro.emulated_cuda.synchronize"
         return cause, Finding(
             id="repro.stall.cuda-stall", severity=Severity.ERROR, failure_mode="FM-04", confidence=0.85,
             title=f"{stopped} at {where}: the host waits on the GPU and the work never completes"
@@ -257,7 +246,8 @@ def stall_finding(r: ReproResult) -> tuple[str, Finding]:
         benign = timed_out and acause == "running-normally"    # still training when the time ran out
         return f"stall:{acause}", Finding(
             id="repro.stall.other", severity=Severity.WARNING if benign else Severity.ERROR, failure_mode=(primary or {}).get("failure_mode"),
-            confidence=0.6, title=f"{stopped} at {where}: {(primary or {}).get('title') or acause}",
+            confidence=0.6, title=f"{stopped} at {where}: {(primary or {}).get('title') or acause}"
+                                  + (" (the CPU stand-in for a CUDA stall)" if emulated else ""),
             why=f"{waited}. {(primary or {}).get('why') or ''}".strip(),
             remediation=(primary or {}).get("remediation") or "See the attach diagnosis below.",
             commands=list((primary or {}).get("commands") or []), evidence=evidence)
@@ -302,9 +292,9 @@ def crash_finding(r: ReproResult) -> tuple[str, Finding]:
                        ConfigChange("gradient_accumulation_steps", (ga or 1) * 2, "keeps the effective batch")]
         return "vram-oom", Finding(
             id="repro.crash.cuda-oom", severity=Severity.ERROR, failure_mode="FM-01", confidence=0.95,
-            title=f"CUDA out of memory {when}: {gib(mem.get('gpu_free'))} free of "
-                  f"{gib(mem.get('gpu_total'))}, the last finished step peaked at "
-                  f"{gib(last.mem_peak if last else None)}",
+            title=f"CUDA out of memory {when}: {gib(mem.get('gpu_free'), 2)} free of "
+                  f"{gib(mem.get('gpu_total'), 2)}, the last finished step peaked at "
+                  f"{gib(last.mem_peak if last else None, 2)}",
             why="The step needed more VRAM than was free. On Linux this is a clean OOM; on Windows/WSL2 "
                 "drivers >= 536.40 the same shortage spills into shared system memory instead and the "
                 "step crawls or stalls (the step-11 hang)."
@@ -325,7 +315,7 @@ def crash_finding(r: ReproResult) -> tuple[str, Finding]:
                         "from_pretrained and SFTConfig.",
             evidence=evidence, fix_cost=1)
     if "CUDA error" in text or "CUDA driver error" in text:
-        klass, fm = next(((k, fm) for rx, k, fm in CUDA_ERROR_CLASSES if rx.search(text)),
+        klass, fm = next(((k, fm) for rx, k, fm in cuda_error_classes() if rx.search(text)),
                          ("unclassified CUDA error", None))
         return "cuda-error", Finding(
             id="repro.crash.cuda-error", severity=Severity.ERROR, failure_mode=fm, confidence=0.8,
@@ -400,7 +390,7 @@ def wsl_findings(r: ReproResult) -> list[Finding]:
     if growth and growth > 256 * MIB:
         out.append(Finding(
             id="repro.wsl.shared-memory-growth", severity=Severity.WARNING, failure_mode="FM-01",
-            confidence=0.7, title=f"Windows shared GPU memory grew {gib(growth)} during the run",
+            confidence=0.7, title=f"Windows shared GPU memory grew {gib(growth, 2)} during the run",
             why="The driver spilled VRAM into system RAM (sysmem fallback): steps crawl instead of failing "
                 "with an out-of-memory error.",
             remediation="NVIDIA Control Panel -> CUDA - Sysmem Fallback Policy -> Prefer No Sysmem Fallback; "

@@ -10,10 +10,11 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from doctor.report.markdown import details, md_escape_cell
+from doctor.text import details, md_escape_cell
 from doctor.repro.chart import STALL_MARK, result_sparkline
-from doctor.repro.diagnose import EXPECTED_CAUSE, crash_when, gib
+from doctor.repro.diagnose import EXPECTED_CAUSE, crash_when
 from doctor.repro.result import ReproResult
+from doctor.units import gib
 
 
 def _s(v: Optional[float]) -> str:
@@ -39,7 +40,7 @@ def summary_rows(r: ReproResult) -> list[tuple[str, str]]:
     peak = max((s.mem_peak for s in r.steps if s.mem_peak), default=None)
     rss = max((s.host_rss for s in r.steps if s.host_rss), default=None)
     rows.append(("Steps", f"{done}/{r.steps_planned} finished, median {_s(r.median_step_s())}"
-                          + (f", peak VRAM {gib(peak)}" if peak else "") + (f", host RSS {gib(rss)}" if rss else "")))
+                          + (f", peak VRAM {gib(peak, 2)}" if peak else "") + (f", host RSS {gib(rss, 2)}" if rss else "")))
     if r.stall:
         rows.append(("Stall", f"step {r.stall.step}: no progress for {r.stall.waited_s:.1f} s "
                               f"(deadline {r.stall.deadline_s:.1f} s, {r.stall.reason})"))
@@ -73,7 +74,7 @@ def wsl_line(w: dict) -> str:
     parts.append(f"{len(dm.get('lines', []))} dxg line(s) in dmesg" if dm.get("readable") else dm.get("why", "dmesg ?"))
     sh = w.get("shared_gpu_memory") or {}
     if "growth" in sh:
-        parts.append(f"shared GPU memory grew {gib(sh['growth'])}")
+        parts.append(f"shared GPU memory grew {gib(sh['growth'], 2)}")
     else:
         end = sh.get("end") or {}
         parts.append(end.get("why", "shared GPU memory not read"))
@@ -125,7 +126,7 @@ def markdown_section(r: ReproResult) -> str:
         for s in r.steps:
             table.append(f"| {s.step} | {'' if s.duration_s is None else f'{s.duration_s:.3f}'} | "
                          f"{'' if s.loss is None else f'{s.loss:.4f}'} | {s.tokens or ''} | {s.max_len or ''} | "
-                         f"{gib(s.mem_peak) if s.mem_peak else ''} | {gib(s.host_rss) if s.host_rss else ''} |")
+                         f"{gib(s.mem_peak, 2) if s.mem_peak else ''} | {gib(s.host_rss, 2) if s.host_rss else ''} |")
         parts.append(details("Step log", "\n".join(table) + "\n", lang="md"))
     if r.notes:
         parts.append("Not mirrored on this machine:\n\n" + "\n".join(f"- {n}" for n in r.notes) + "\n")

@@ -116,7 +116,7 @@ class ReproResult:
         return from_jsonable(cls, data)
 
     def report(self):
-        from doctor.report.envelope import Report
+        from doctor.report_model import Report
 
         return Report(command="repro", findings=list(self.findings), facts=None,
-                      sections={"repro": self.to_dict()})
+                      sections={"repro": self.to_dict()}, parts=[self])

@@ -8,7 +8,7 @@ from typing import Optional
 
 from doctor.config.model import TrainingConfig
 from doctor.findings import ConfigChange
-from doctor.report.summary import gib
+from doctor.units import gib
 from doctor.vram.estimator import HIGH, VramEstimate, estimate, largest_fitting, seq_limit
 
 SEQ_STEP = 256   # recommend round sequence lengths

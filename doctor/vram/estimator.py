@@ -13,9 +13,10 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Optional
 
 from doctor.config.model_shapes import ModelShape
-
-ALL_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-
+# Re-exported: the estimator's callers import these from here. They live in model.py so that
+# inputs.py and workloads.py need not import the estimator (issue 14: no import cycles).
+from doctor.vram.model import (ALL_PROJECTIONS, LORA_BYTES, NF4_BYTES, NF4_DQ_BYTES, Component,  # noqa: F401
+                               Inputs, optimizer_bytes)
 
 @dataclass(frozen=True)
 class Constants:
@@ -54,49 +55,6 @@ MID = Constants(context=0.8e9, k_layer=1.25, k_layer_unsloth=1.9, c_logits_hf=15
 HIGH = Constants(context=1.0e9, k_layer=1.3, k_layer_unsloth=2.2, c_logits_hf=18, c_logits_unsloth_old=4, c_logits_eval=12,
                  margin=0.13, upcast_act_factor=1.8, math_backward=3.5)
 
-# bnb 4-bit bytes per weight: packed nibbles + fp32 absmax per 64-block, or with double quant an
-# 8-bit absmax + one fp32 per 256 blocks (QLoRA paper; vram-and-hang.md C2).
-NF4_BYTES = 0.5 + 4 / 64
-NF4_DQ_BYTES = 0.5 + (1 + 4 / 256) / 64
-LORA_BYTES = 4            # PEFT autocast_adapter_dtype=True keeps adapters in fp32 (C4)
-
-
-@dataclass(frozen=True)
-class Inputs:
-    """Everything the arithmetic needs; inputs.py derives it from a TrainingConfig + Facts."""
-    batch_size: int
-    seq_len: int
-    framework: str = "transformers"     # unsloth | transformers
-    quant: str = "none"                 # none | 4bit | 8bit
-    double_quant: bool = False
-    param_bytes: int = 2                # non-quantized parameters: 2 (bf16/fp16) or 4 (fp32)
-    upcast: bool = False                # prepare_model_for_kbit_training: non-quantized params -> fp32
-    full_finetune: bool = False
-    lora_r: int = 16
-    lora_targets: tuple[str, ...] = ALL_PROJECTIONS
-    lora_dropout: float = 0.0
-    modules_to_save: tuple[str, ...] = ()
-    optim: str = "adamw_torch"
-    gc: str = "hf"                      # off | hf | unsloth (checkpoints offloaded to host RAM)
-    attn: str = "sdpa"                  # sdpa | flash_attention_2 | eager
-    loss: str = "hf"                    # hf | liger | fused | unsloth-logits
-    autocast: bool = True               # the step runs under torch.autocast (Trainer bf16/fp16=True)
-    workload: Optional[object] = None   # doctor/vram/workloads.Workload (GRPO, DPO, vLLM, vision) # workloads hook
-
-    @property
-    def tokens(self) -> int:
-        return self.batch_size * self.seq_len
-
-
-@dataclass
-class Component:
-    key: str
-    label: str
-    bytes: float
-    at_peak: bool = True                # False: computed, but released before the peak
-    token_dependent: bool = False
-    note: str = ""
-
 
 @dataclass
 class Breakdown:
@@ -120,17 +78,6 @@ class Breakdown:
 
 
 # -- helpers --------------------------------------------------------------------------------------
-
-def optimizer_bytes(optim: str, param_bytes: float) -> tuple[float, bool]:
-    """(state bytes per trainable param, known?) from checks/data/optimizer_state.json."""
-    from checks._data import load
-
-    name = (optim or "").lower().split(".")[-1]
-    for row in load("optimizer_state")["optimizers"]:
-        if name in row["names"]:
-            return (row["bytes"] if "bytes" in row else row["param_multiple"] * param_bytes), True
-    return 2 * param_bytes, False
-
 
 def lora_modules(shape: ModelShape, targets: tuple[str, ...]) -> dict[str, tuple[int, int]]:
     """(in, out) of each adapted module per layer; fused names and 'all-linear' expanded."""

@@ -11,7 +11,7 @@ from doctor import exitcodes
 from doctor.exitcodes import DoctorError
 from doctor.facts import Facts, GPUInfo, TorchDevice
 
-GIB = 1024 ** 3
+from doctor.units import GIB
 
 # VRAM the desktop keeps when the GPU drives a display, and what Windows + WSL2 GPU-PV hold.
 # WSL2: about 1.3 GiB measured (noonghunna/club-3090#102, shared/knowledge/unsloth-failure-modes.md
@@ -92,7 +92,7 @@ def _tokens(name: str) -> list[str]:
 
 
 def _rows() -> list[dict]:
-    from checks._data import load
+    from doctor.knowledge import load
 
     return load("gpus")["gpus"]
 

@@ -9,7 +9,7 @@ from typing import Optional
 
 from doctor.config import defaults
 from doctor.config.model import TrainingConfig
-from doctor.vram.estimator import ALL_PROJECTIONS, Inputs
+from doctor.vram.model import ALL_PROJECTIONS, Inputs
 
 
 def effective_seq_len(cfg: TrainingConfig, notes: Optional[list[str]] = None) -> int:
@@ -108,7 +108,7 @@ def inputs_for(cfg: TrainingConfig, facts) -> tuple[Inputs, Inputs, Inputs, list
     targets = tuple(cfg.target_modules or defaults.value(
         "unsloth.lora-target-modules" if unsloth else "peft.lora-target-modules"))
     optim = cfg.optim or defaults.value("hf.optim")
-    from doctor.vram.estimator import optimizer_bytes
+    from doctor.vram.model import optimizer_bytes
 
     if not optimizer_bytes(optim, 4)[1]:
         notes.append(f"optimizer {optim!r} not in the table: assumed AdamW-sized state")

@@ -5,7 +5,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from doctor.report.summary import gib
+from doctor.units import gib
 from doctor.vram.estimator import DOES_NOT_FIT, FITS, TIGHT, VramEstimate
 
 STYLE = {"context": "grey50", "weights": "blue", "dequant": "cyan", "lora": "green", "grads": "green3",

@@ -26,7 +26,7 @@ _DEFAULTS_FILE = "workloads"
 
 
 def workload_defaults() -> dict:
-    from checks._data import load
+    from doctor.knowledge import load
 
     return load(_DEFAULTS_FILE)["defaults"]
 
@@ -65,7 +65,7 @@ def experts_stay_16bit(facts, cfg, shape: Optional[ModelShape]) -> Optional[str]
     nn.Linear modules; transformers >= 5 stores the experts of its MoE models as fused 3-D
     nn.Parameters, which it skips (bitsandbytes#1849); Unsloth swaps them itself from the release in
     checks/data/workloads.json. The rule lives here so the check and the estimate agree."""
-    from checks._versions import below
+    from doctor.knowledge.versions import below
 
     if shape is None or not shape.is_moe:
         return None
@@ -194,7 +194,7 @@ def vision_activation_bytes_per_patch_layer(shape: ModelShape, act: float = 2.0)
 
 def workload_components(shape: ModelShape, inp, k, comps: list) -> list:
     """Extra components for inp.workload, MoE and vision shapes; [] for a dense text SFT."""
-    from doctor.vram.estimator import LORA_BYTES, NF4_BYTES, NF4_DQ_BYTES, Component, optimizer_bytes
+    from doctor.vram.model import LORA_BYTES, NF4_BYTES, NF4_DQ_BYTES, Component, optimizer_bytes
 
     wl: Workload = getattr(inp, "workload", None) or Workload()
     out: list = []

@@ -139,7 +139,7 @@ def oom_estimate(argv: list) -> Optional[str]:
     try:
         from doctor.config.loader import load_config
         from doctor.probes import gather_facts
-        from doctor.report.summary import gib
+        from doctor.units import gib
         from doctor.vram.estimator import estimate_for
 
         est = estimate_for(gather_facts(), load_config(script))

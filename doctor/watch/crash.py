@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional
 
-from checks._data import load
+from doctor.knowledge import load
 from doctor.attach.signatures import is_user_code
 
 _RANK_PREFIX = re.compile(r"^\[(default)?rank\d+\]:\s?", re.M)     # torchrun's per-rank line prefix

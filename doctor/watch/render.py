@@ -7,7 +7,7 @@ from typing import Optional
 from rich.console import Console
 from rich.table import Table
 
-from doctor.repro.diagnose import gib
+from doctor.units import gib
 from doctor.watch.chart import memory_label, memory_sparkline, step_sparkline
 from doctor.watch.result import WatchResult
 
@@ -25,7 +25,7 @@ def summary_rows(r: WatchResult) -> list[tuple[str, str]]:
         peak = max((s.mem_peak for s in r.steps if s.mem_peak), default=None)
         waits = [s.data_wait_s for s in r.steps if s.data_wait_s is not None]
         rows.append(("Steps", f"{len(r.steps)} reported, median {_s(r.median_step_s())}"
-                              + (f", peak VRAM {gib(peak)}" if peak else "")
+                              + (f", peak VRAM {gib(peak, 2)}" if peak else "")
                               + (f", batch wait median {_s(sorted(waits)[len(waits) // 2])}" if waits else "")))
         spark = step_sparkline(r)
         if spark.strip():

@@ -64,7 +64,7 @@ class WatchResult:
         return from_jsonable(cls, data)
 
     def report(self):
-        from doctor.report.envelope import Report
+        from doctor.report_model import Report
 
         return Report(command="watch", findings=list(self.findings), facts=None,
                       sections={"watch": self.to_dict()})

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 
-from checks._data import load
+from doctor.knowledge import load
 from doctor.findings import Finding
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import re
 
-from checks._data import load
+from doctor.knowledge import load
 from doctor.facts import LogMatch
 
 MAX_TEXT = 2 * 1024 * 1024     # the end of a log is where the traceback is

@@ -14,8 +14,8 @@ from typing import Optional
 from packaging.markers import InvalidMarker, UndefinedComparison, UndefinedEnvironmentName
 from packaging.requirements import InvalidRequirement, Requirement
 
-from checks._data import load
-from checks._versions import parse
+from doctor.knowledge import load
+from doctor.knowledge.versions import parse
 from doctor.facts import Facts, PlatformInfo, canonical_name
 
 _SYS_PLATFORM = {"Linux": "linux", "Windows": "win32", "Darwin": "darwin"}

@@ -16,22 +16,26 @@ def register(app, handles_errors, with_config_flags):
     @handles_errors
     @with_config_flags
     def bundle(
-        out: Annotated[Optional[Path], typer.Option("--out", help="The archive to write (default: reports/doctor-bundle-<timestamp>.zip).")] = None,
+        archive: Annotated[Optional[Path], typer.Option("--archive", help="The archive to write (default: reports/doctor-bundle-<timestamp>.zip).")] = None,
         config: Annotated[Optional[Path], typer.Option("--config", help="Training script/YAML/JSON: included (secrets removed) with its patched copy and diff.")] = None,
         pid: Annotated[Optional[int], typer.Option("--pid", help="A stuck training process: include its py-spy dumps and the attach diagnosis.")] = None,
         repro: Annotated[bool, typer.Option("--repro", help="Run `doctor repro` (with --config, else the reference config) and include its step log and chart.")] = False,
-        repro_steps: Annotated[Optional[int], typer.Option("--repro-steps", help="Steps for --repro.")] = None,
+        steps: Annotated[Optional[int], typer.Option("--steps", help="Steps for --repro.")] = None,
         repo: Annotated[Optional[str], typer.Option("--repo", help="Print a pre-filled new-issue URL for OWNER/NAME, e.g. unslothai/unsloth.")] = None,
         no_redact: Annotated[bool, typer.Option("--no-redact", help="Keep secrets, user name, home and host name (warns). For your own use only.")] = False,
         include_locals: Annotated[bool, typer.Option("--include-locals", help="Keep py-spy local variables (they can hold tokens and data).")] = False,
         facts: Annotated[Optional[Path], typer.Option("--facts", help="Use saved facts (JSON or a bundle) instead of probing this machine.")] = None,
         log: Annotated[Optional[List[Path]], typer.Option("--log", help="A training log to include; its last traceback goes into the issue (repeatable).")] = None,
+        # the old spellings (issue 14: --out is a folder elsewhere, --steps is repro's), hidden
+        out: Annotated[Optional[Path], typer.Option("--out", hidden=True)] = None,
+        repro_steps: Annotated[Optional[int], typer.Option("--repro-steps", hidden=True)] = None,
         overrides=None,
     ) -> int:
         """Write one redacted archive for a bug report, and print an issue body to paste."""
         from doctor.bundle.command import options_from_cli, run_bundle
 
-        return run_bundle(options_from_cli(out, config, pid, repro, repro_steps, repo, no_redact,
+        return run_bundle(options_from_cli(archive or out, config, pid, repro, steps if steps is not None else repro_steps,
+                                           repo, no_redact,
                                            include_locals, facts, log, overrides))
 
     @app.command("analyze")

@@ -14,7 +14,9 @@ from doctor.exitcodes import DoctorError
 def run_smoke_command(only: Optional[list[str]], facts_path: Optional[Path], save_facts: Optional[Path],
                       json_out: bool, markdown: Optional[Path]) -> int:
     from doctor.outputs import check_output_file
-    from doctor.run_command import build_report, emit, obtain_facts, save_new_facts
+    from doctor.facts_source import obtain_facts, save_new_facts
+    from doctor.report.emit import emit
+    from doctor.run_command import build_report
     from doctor.smoke.steps import STEPS
 
     unknown = [s for s in (only or []) if s not in STEPS]
@@ -31,10 +33,10 @@ def run_smoke_command(only: Optional[list[str]], facts_path: Optional[Path], sav
         facts.smoke = run_smoke(facts, only)
     if save_facts is not None:
         save_new_facts(facts, save_facts)
-    report, term, md = build_report(facts, None, command="smoke", write_patch=False)
+    report = build_report(facts, None, command="smoke", write_patch=False)
     if facts.smoke.cpu_only:
         report.exit_code = exitcodes.NO_GPU      # the summary line and the JSON say 10 too
-    code = emit(report, term, md, json_out, markdown)
+    code = emit(report, json_out, markdown)
     if facts.smoke.cpu_only:
         typer.echo(f"doctor: smoke: no CUDA GPU is usable, nothing was run (exit {exitcodes.NO_GPU})", err=True)
     return code

@@ -1,7 +1,7 @@
 """Command-line entry point. Thin: parse arguments, call one function per command.
 
-Each command module owns its options through a `register(app)` function, so the modules stay
-independent. Expected failures (DoctorError) become one line on stderr and a distinct exit code.
+Each command module (doctor/cli/<command>.py) owns its options through a `register(app)`
+function, so the modules stay independent. The console script is doctor.entry:main. Expected failures (DoctorError) become one line on stderr and a distinct exit code.
 """
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def handles_errors(fn):
         try:
             code = fn(*args, **kwargs)
         except BrokenPipeError:
-            from doctor.entry import silence_broken_pipe
+            from doctor.stdio import silence_broken_pipe
 
             silence_broken_pipe()
             raise typer.Exit(exitcodes.BROKEN_PIPE)
@@ -115,46 +115,36 @@ def run(
 ) -> int:
     """Check this machine (and a training config, if given): a ranked remediation report."""
     from doctor.probes import torch_cache  # torch facts cache (issue 14)
+    from doctor.report.emit import emit
     from doctor.run_command import run_doctor
 
     torch_cache.set_enabled(not no_cache)  # torch facts cache (issue 14)
 
-    return run_doctor(config=config, facts_path=facts, save_facts=save_facts, json_out=json_out,
-                      markdown=markdown, out_dir=out, gpu=gpu, only=only, overrides=overrides, logs=log,
-                      mkdir=mkdir, smoke=smoke)
+    report = run_doctor(config=config, facts_path=facts, save_facts=save_facts,
+                        markdown=markdown, out_dir=out, gpu=gpu, only=only, overrides=overrides, logs=log,
+                        mkdir=mkdir, smoke=smoke)
+    return emit(report, json_out, markdown)
 
 
 @app.command("checks")
 @handles_errors
 def list_checks(json_out: Annotated[bool, typer.Option("--json", help="As JSON.")] = False) -> int:
     """List every check, with the finding ids it can report."""
-    from doctor.run_command import list_checks as _list
+    from doctor.report.checks_table import list_checks as _list
 
     return _list(json_out=json_out)
 
 
 def _register_commands() -> None:
-    from doctor.attach import cli as attach_cli
-    from doctor.bundle import cli as bundle_cli
-    from doctor.repro import cli as repro_cli
-    from doctor.smoke import cli as smoke_cli
-    from doctor.vram import cli as vram_cli
+    from doctor.cli import attach as attach_cli
+    from doctor.cli import bundle as bundle_cli
+    from doctor.cli import repro as repro_cli
+    from doctor.cli import smoke as smoke_cli
+    from doctor.cli import vram as vram_cli
+    from doctor.cli import watch as watch_cli
 
-    for module in (vram_cli, attach_cli, repro_cli, bundle_cli, smoke_cli):
+    for module in (vram_cli, attach_cli, repro_cli, bundle_cli, smoke_cli, watch_cli):
         module.register(app, handles_errors, with_config_flags)
-    from doctor.watch import cli as watch_cli        # doctor watch (issue 13)
-
-    watch_cli.register(app, handles_errors, with_config_flags)
 
 
 _register_commands()
-
-
-def main() -> None:
-    from doctor.entry import main as entry_main
-
-    entry_main()
-
-
-if __name__ == "__main__":
-    main()

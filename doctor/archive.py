@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from doctor import __version__, exitcodes, limits
-from doctor.bundle.redact import Redactor, portable_name
+from doctor.redact import Redactor, portable_name
 from doctor.exitcodes import DoctorError
 from doctor.facts import Facts
 from doctor.limits import MAX_MEMBER_BYTES   # what a reader accepts per member

@@ -16,8 +16,8 @@ from typing import Optional
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import Version
 
-from checks._data import DATA_DIR
-from checks._versions import parse
+from doctor.knowledge import data_path
+from doctor.knowledge.versions import parse
 from doctor.facts import canonical_name
 
 TABLE_FILE = "releases.json.gz"
@@ -147,7 +147,7 @@ def table() -> ReleaseTable:
     """The bundled table; an empty one when the file is missing or unreadable (a check then finds
     nothing rather than crashing the run)."""
     try:
-        with gzip.open(DATA_DIR / TABLE_FILE, "rt", encoding="utf-8") as f:
+        with gzip.open(data_path(TABLE_FILE), "rt", encoding="utf-8") as f:
             return ReleaseTable(json.load(f))
     except (OSError, ValueError):
         return ReleaseTable({})
@@ -165,7 +165,7 @@ def declared_requirements(facts, package: str, only: Optional[str] = None) -> tu
     """The installed package's applicable Requires-Dist as (Requirement, line) pairs and where they
     came from: the live metadata in the facts when it was read, else the table's copy for that
     version (a snapshot from a pasted environment or an old bundle lists versions only)."""
-    from checks._requires import applicable
+    from doctor.knowledge.requires import applicable
 
     def named(lines):       # only= skips parsing the other lines (unsloth declares ~300)
         return [ln for ln in lines if only is None or canonical_name(_NAME.match(ln).group(1) or "") == only]

@@ -1,6 +1,7 @@
-"""The versioned JSON envelope every command's --json prints. tests/test_envelope.py pins it:
-people script against it, so fields are only ever added, and removing or renaming one bumps
-SCHEMA_VERSION."""
+"""The Report every command returns (core: diagnosers and the application build it, renderers
+format it) and its versioned JSON envelope, which every command's --json prints.
+tests/test_envelope.py pins it: people script against it, so fields are only ever added, and
+removing or renaming one bumps SCHEMA_VERSION."""
 from __future__ import annotations
 
 import datetime as _dt
@@ -24,6 +25,9 @@ class Report:
     exit_code: Optional[int] = None                # overrides the findings-derived code
     generated_at: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc)
                               .isoformat(timespec="seconds"))
+    # Not serialised: what the renderers format besides the findings (doctor.report.emit) ...
+    parts: list[Any] = field(default_factory=list, repr=False)   # VramEstimate, PatchResult, AttachReport, ReproResult
+    title: Optional[str] = None                    # ... and the report's heading
 
     def __post_init__(self):
         self.findings = rank(self.findings)
@@ -57,6 +61,6 @@ class Report:
 
 def _release_table_snapshot() -> Optional[str]:
     """When the bundled release table (checks/data/releases.json.gz) was built, if a check used it."""
-    from checks._releases import loaded_snapshot
+    from doctor.knowledge.releases import loaded_snapshot
 
     return loaded_snapshot()

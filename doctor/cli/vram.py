@@ -1,8 +1,6 @@
 """`doctor vram [CONFIG] [config flags] [--gpu NAME] [--facts F] [--json]`: the peak-VRAM breakdown."""
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -17,7 +15,7 @@ from doctor.exitcodes import DoctorError
 def run_vram(config_path: Optional[Path], overrides: Optional[ConfigOverrides], gpu: Optional[str],
              facts_path: Optional[Path], json_out: bool) -> int:
     from doctor.config.loader import load_config
-    from doctor.run_command import obtain_facts
+    from doctor.facts_source import obtain_facts
 
     if config_path is None and (overrides is None or overrides.model is None):
         raise DoctorError("give a training config (train.py, .yaml, .json) or at least --model", exitcodes.USAGE)
@@ -38,14 +36,19 @@ def run_vram(config_path: Optional[Path], overrides: Optional[ConfigOverrides], 
         where = "; ".join(cfg.model_shape_tried) or "nowhere"
         raise DoctorError(f"unknown model shape for {cfg.model_name!r} (looked in: {where}); pass a local model "
                           "directory or a model the bundled table knows", exitcodes.CONFIG_INVALID)
-    if json_out:
-        sys.stdout.write(json.dumps(est.to_dict(), indent=2) + "\n")
-    else:
-        from doctor.report.terminal import make_console
-        from doctor.vram.render import terminal_section
+    code = exitcodes.UNHEALTHY if est.verdict == "does-not-fit" else exitcodes.OK
+    if json_out:   # the versioned envelope every command prints; the estimate is sections.vram
+        from doctor.report.emit import emit
+        from doctor.report_model import Report
 
-        terminal_section(make_console(), est)
-    return exitcodes.UNHEALTHY if est.verdict == "does-not-fit" else exitcodes.OK
+        return emit(Report(command="vram", findings=[], facts=facts, sections={"vram": est.to_dict()},
+                           exit_code=code), json_out=True, markdown=None)
+    # the terminal keeps its bare estimate table: no findings to rank, no machine summary
+    from doctor.report.terminal import make_console
+    from doctor.vram.render import terminal_section
+
+    terminal_section(make_console(), est)
+    return code
 
 
 def register(app, handles_errors, with_config_flags):
@@ -56,7 +59,7 @@ def register(app, handles_errors, with_config_flags):
         config: Annotated[Optional[Path], typer.Argument(help="Training script (train.py), SFTConfig/TrainingArguments JSON, or YAML.", show_default=False)] = None,
         gpu: Annotated[Optional[str], typer.Option("--gpu", help='What-if: this GPU instead of the local one, e.g. "RTX 2080 Ti".')] = None,
         facts: Annotated[Optional[Path], typer.Option("--facts", help="Use a saved facts JSON instead of probing this machine.")] = None,
-        json_out: Annotated[bool, typer.Option("--json", help="Print the estimate in bytes as JSON.")] = False,
+        json_out: Annotated[bool, typer.Option("--json", help="Print the versioned JSON envelope (the estimate, in bytes, under sections.vram).")] = False,
         overrides: ConfigOverrides = None,
     ) -> int:
         """Estimated peak VRAM of a training config, by component, against this GPU (or --gpu)."""

@@ -21,12 +21,17 @@ def register(app, handles_errors, with_config_flags):
         markdown: Annotated[Optional[Path], typer.Option("--markdown", help="Also write the report as Markdown.")] = None,
         save_dumps: Annotated[Optional[Path], typer.Option("--save-dumps", help="Write snapshot.json and the raw py-spy JSON samples to this folder.")] = None,
         timeout: Annotated[float, typer.Option("--timeout", min=1.0, help="Upper bound on the whole sampling, seconds.")] = 20.0,
-        gpu: Annotated[bool, typer.Option("--gpu/--no-gpu", help="Read GPU state through NVML.")] = True,
-        locals_: Annotated[bool, typer.Option("--locals", help="Keep each frame's local variables in --json and --save-dumps (they can hold tokens and data).")] = False,
+        nvml: Annotated[bool, typer.Option("--nvml/--no-nvml", help="Read GPU state through NVML.")] = True,
+        include_locals: Annotated[bool, typer.Option("--include-locals", help="Keep each frame's local variables in --json and --save-dumps (they can hold tokens and data).")] = False,
+        # the old spellings (issue 14: one name per meaning across commands), hidden
+        gpu: Annotated[Optional[bool], typer.Option("--gpu/--no-gpu", hidden=True)] = None,
+        locals_: Annotated[bool, typer.Option("--locals", hidden=True)] = False,
         replay: Annotated[Optional[Path], typer.Option("--replay", help="Classify a saved snapshot.json or attach --json output instead of a live PID.")] = None,
     ) -> int:
         """Where a training process is stuck, and why: stacks of every thread and worker, GPU state, cause."""
         from doctor.attach.command import attach_command
+        from doctor.report.emit import emit
 
-        return attach_command(pid, samples, interval, native, children, json_out, markdown, save_dumps,
-                              timeout, gpu, replay, locals_)
+        return emit(attach_command(pid, samples, interval, native, children, save_dumps, timeout,
+                                   nvml if gpu is None else gpu, replay, include_locals or locals_),
+                    json_out, markdown)

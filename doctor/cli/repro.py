@@ -61,11 +61,12 @@ def register(app, handles_errors, with_config_flags) -> None:
         overrides=None,
     ) -> int:
         """Reproduce the training in a watched child: catch a stall (or crash), diagnose it, stop it."""
+        from doctor.report.emit import emit
         from doctor.repro.command import run_repro_command
 
-        return run_repro_command(config=config, overrides=overrides, model_size=model_size, steps=steps,
+        return emit(run_repro_command(config=config, overrides=overrides, model_size=model_size, steps=steps,
                                  inject=inject or [], stall_floor=stall_floor, stall_factor=stall_factor,
                                  first_step_grace=first_step_grace, startup_grace=startup_grace,
                                  timeout=timeout, device=device, backend=backend, lengths=lengths, squeeze_limit=squeeze_limit,
-                                 seed=seed, model_cache=model_cache, out=out, json_out=json_out,
-                                 markdown=markdown, progress=_progress)
+                                 seed=seed, model_cache=model_cache, out=out,
+                                 markdown=markdown, progress=_progress), json_out, markdown)
