@@ -11,7 +11,10 @@ from typing import Optional
 
 from doctor.serde import JsonRecord, from_jsonable
 
-FACTS_SCHEMA_VERSION = 1
+# 2 (2026-12): log_matches, toolchain, smoke, torch.from_cache and the CUDA-library packages were
+# added. Every new field has a default, so version-1 files (old bundles, snapshots) still load; a
+# doctor that reads only version 1 refuses a version-2 file instead of ignoring what it cannot read.
+FACTS_SCHEMA_VERSION = 2
 
 
 @dataclass
@@ -262,7 +265,7 @@ class Facts(JsonRecord):
                              "`doctor run --save-facts FILE`)")
         if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= FACTS_SCHEMA_VERSION:
             raise ValueError(f"facts schema_version {version!r} is not supported: this doctor reads "
-                             f"version {FACTS_SCHEMA_VERSION}" + (" (upgrade the doctor)" if isinstance(version, int)
+                             f"versions 1 to {FACTS_SCHEMA_VERSION}" + (" (upgrade the doctor)" if isinstance(version, int)
                                                                   and version > FACTS_SCHEMA_VERSION else ""))
         problem = shape_problem(cls, data, "facts")
         if problem:

@@ -158,7 +158,7 @@ def _facts_variants(tmp_path) -> dict[str, tuple[str, str]]:
         "vram-json": (vram_json, "not a facts file"),
         "sft-config": ((ROOT / "tests" / "corpus" / "sft_config.json").read_text(), "not a facts file"),
         "env-list": (json.dumps(bad_env), "facts.env: expected an object, got list"),
-        "future": (json.dumps(future), "schema_version 99 is not supported: this doctor reads version 1"),
+        "future": (json.dumps(future), "schema_version 99 is not supported: this doctor reads versions 1 to 2"),
         "string-version": (json.dumps(dict(good, schema_version="1")), "not supported"),
         "huge-ram": (nan, "out of range"),
         "list": ("[1, 2]", "expected a facts JSON object"),
