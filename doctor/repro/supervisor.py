@@ -12,12 +12,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-import psutil
-
 from doctor.exitcodes import DoctorError
 from doctor.proctree import create_time as _create_time
-from doctor.proctree import kill_tree
-from doctor.proctree import same_process as _same_process
+from doctor.proctree import kill_survivors, kill_tree, remember_tree
 from doctor.repro import host
 from doctor.repro.events import EventReader
 from doctor.repro.result import ReproResult, StallInfo
@@ -67,13 +64,7 @@ class Supervisor:
         self._remember(self.proc.pid)
 
     def _remember(self, pid: int) -> None:
-        try:
-            p = psutil.Process(pid)
-            self.known.setdefault(pid, p.create_time())
-            for c in p.children(recursive=True):
-                self.known.setdefault(c.pid, c.create_time())
-        except psutil.Error:
-            pass
+        remember_tree(pid, self.known)
 
     def watch(self, result: ReproResult) -> None:
         reader = EventReader(Path(self.spec.events_path))
@@ -163,14 +154,7 @@ class Supervisor:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
-        for pid, created in list(self.known.items()):
-            if _same_process(pid, created):
-                try:
-                    psutil.Process(pid).kill()
-                except psutil.Error:
-                    pass
-        time.sleep(0.1)
-        return sorted(pid for pid, created in self.known.items() if _same_process(pid, created))
+        return kill_survivors(self.known)
 
     def log_tail(self) -> str:
         try:

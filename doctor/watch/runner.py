@@ -23,7 +23,7 @@ import psutil
 
 from doctor import exitcodes
 from doctor.exitcodes import DoctorError
-from doctor.proctree import kill_tree, same_process
+from doctor.proctree import kill_survivors, kill_tree, remember_tree, same_process
 from doctor.repro import host
 from doctor.repro.events import EventReader
 from doctor.repro.result import StallInfo
@@ -137,12 +137,7 @@ class Runner:
         self._remember()
 
     def _remember(self) -> None:
-        try:
-            p = psutil.Process(self.proc.pid)
-            for q in [p] + p.children(recursive=True):
-                self.known.setdefault(q.pid, q.create_time())
-        except psutil.Error:
-            pass
+        remember_tree(self.proc.pid, self.known)
 
     def _cpu_moved(self) -> bool:
         """Did any process of the tree use CPU since the last poll? Per process, so a worker that
@@ -255,14 +250,7 @@ class Runner:
         self._remember()
         if self.proc.poll() is None:
             self._terminate()
-        for pid, created in list(self.known.items()):
-            if same_process(pid, created):
-                try:
-                    psutil.Process(pid).kill()
-                except psutil.Error:
-                    pass
-        time.sleep(0.1)
-        return sorted(pid for pid, created in self.known.items() if same_process(pid, created))
+        return kill_survivors(self.known)
 
     def _terminate(self, grace_s: float = 3.0) -> None:
         """SIGTERM the child, then its tree. Through Popen, not psutil: psutil would reap the child and
