@@ -274,7 +274,7 @@ def test_crashes_are_classified_with_their_numbers():
     tdr = CrashInfo(type="RuntimeError", step=3, message="CUDA error: the launch timed out and was terminated")
     cause, findings = diagnose(_crashed(tdr))
     assert cause == "cuda-error" and findings[0].failure_mode == "FM-05"
-    # every class of checks/data/cuda_errors.json is reachable, in order, from an error text
+    # every cuda_class row of checks/data/crash_signatures.json is reachable, in order, from an error text
     for text, klass, fm in [("CUDA error: device-side assert triggered", "device-side assert", "FM-15"),
                             ("CUDA error: an illegal memory access was encountered", "illegal memory access", None),
                             ("CUDA error: unknown error", "device not ready", "FM-03"),

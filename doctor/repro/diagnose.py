@@ -7,13 +7,13 @@ used to say whether the detector found what was planted.
 """
 from __future__ import annotations
 
-import functools
 import re
 import statistics
 from typing import Optional
 
 from doctor.findings import ConfigChange, Finding, Severity
 from doctor.knowledge import load
+from doctor.knowledge.crashes import cuda_error_class
 from doctor.repro.faults import failure_mode
 from doctor.repro.result import ReproResult, StepRecord
 from doctor.units import gib
@@ -39,12 +39,6 @@ FINDING_IDS = tuple(next(p for p in load("finding_producers")["producers"] if p[
 EXPECTED_CAUSE = {"dataloader-hang": ("dataloader-hang",), "long-sample": ("long-sample",),
                   "cuda-stall": ("cuda-stall",), "host-memory": ("host-memory",),
                   "vram-squeeze": ("vram-oom", "cuda-stall")}   # Linux: OOM; WSL2: a spill that stalls
-
-
-@functools.lru_cache(maxsize=1)
-def cuda_error_classes() -> list[tuple[re.Pattern, str, Optional[str]]]:
-    """CUDA error text -> (class, failure mode): checks/data/cuda_errors.json, in order."""
-    return [(re.compile(r["pattern"]), r["class"], r["failure_mode"]) for r in load("cuda_errors")["classes"]]
 
 
 _SHAPE_MISMATCH = re.compile(r"size of tensor a \((\d+)\) must match the size of tensor b \((\d+)\)")
@@ -315,8 +309,7 @@ def crash_finding(r: ReproResult) -> tuple[str, Finding]:
                         "from_pretrained and SFTConfig.",
             evidence=evidence, fix_cost=1)
     if "CUDA error" in text or "CUDA driver error" in text:
-        klass, fm = next(((k, fm) for rx, k, fm in cuda_error_classes() if rx.search(text)),
-                         ("unclassified CUDA error", None))
+        klass, fm = cuda_error_class(text)
         return "cuda-error", Finding(
             id="repro.crash.cuda-error", severity=Severity.ERROR, failure_mode=fm, confidence=0.8,
             title=f"CUDA error {when}: {klass}",
