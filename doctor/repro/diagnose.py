@@ -19,12 +19,14 @@ from doctor.repro.result import ReproResult, StepRecord
 from doctor.units import gib
 
 MIB = 1 << 20
-HOST_GROWTH_MIN = 256 * MIB       # the stalled process grew at least this much since its last step ...
-HOST_GROWTH_RATIO = 0.25          # ... and by this share of its size then
-HOST_LOW_AVAILABLE = 0.10         # or MemAvailable fell below this share of RAM
-TOKENS_JUMP = 2.0                 # tokens in a step vs the median step
-SLOW_STEP = 5.0                   # a finished step this many times the median ...
-NEAR_STALL = 0.5                  # ... that also used half the stall floor is a near-stall: a warning
+# The diagnosis thresholds are knowledge with their reasons: checks/data/repro_thresholds.json.
+_T = {k: row["value"] for k, row in load("repro_thresholds")["thresholds"].items()}
+HOST_GROWTH_MIN = int(_T["host_growth_min_mib"] * MIB)   # the stalled process grew this much since its last step ...
+HOST_GROWTH_RATIO = _T["host_growth_ratio"]              # ... and by this share of its size then
+HOST_LOW_AVAILABLE = _T["host_low_available"]            # or MemAvailable fell below this share of RAM
+TOKENS_JUMP = _T["tokens_jump"]                          # tokens in a step vs the median step
+SLOW_STEP = _T["slow_step"]                              # a finished step this many times the median ...
+NEAR_STALL = _T["near_stall"]                            # ... that also used this share of the stall floor
 EMULATED_SYNC_FRAME = "emulated_cuda.py"   # doctor/repro/emulated_cuda.py, the CPU stand-in
 ISSUE_1010 = "https://github.com/unslothai/unsloth/issues/1010"
 
