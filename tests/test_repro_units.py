@@ -395,3 +395,23 @@ def test_cli_usage_errors_start_nothing(tmp_path):
     assert not (tmp_path / "out").exists()
     res = runner.invoke(app, ["repro", str(tmp_path / "missing.py")])
     assert res.exit_code == exitcodes.CONFIG_INVALID
+
+
+def test_sample_into_keeps_the_stall_when_the_sampler_fails():
+    from types import SimpleNamespace
+
+    from doctor.exitcodes import DoctorError
+    from doctor.repro.supervisor import sample_into
+
+    def broken(pid):
+        raise RuntimeError("ptrace refused")
+
+    def refused(pid):
+        raise DoctorError("no permission", 2)
+
+    cases = [(None, None, "no sampler"), (broken, None, "RuntimeError: ptrace refused"),
+             (refused, None, "no permission"), (lambda pid: {"pid": pid}, {"pid": 7}, None)]
+    for sampler, diagnosis, error in cases:
+        rec = SimpleNamespace(diagnosis=None, diagnosis_error=None)
+        sample_into(rec, sampler, 7)
+        assert (rec.diagnosis, rec.diagnosis_error) == (diagnosis, error)

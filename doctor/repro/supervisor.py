@@ -40,6 +40,21 @@ def child_env() -> dict:
     return env
 
 
+def sample_into(target: Any, sampler: Optional[Sampler], pid: int) -> None:
+    """Set target.diagnosis (the sampler's report as a dict) or target.diagnosis_error: the stall
+    record of `doctor repro` and of `doctor watch` alike. A failing sampler never loses the stall."""
+    if sampler is None:
+        target.diagnosis_error = "no sampler"
+        return
+    try:
+        report = sampler(pid)
+        target.diagnosis = report.to_dict() if hasattr(report, "to_dict") else dict(report)
+    except DoctorError as exc:
+        target.diagnosis_error = exc.message
+    except Exception as exc:  # the sampler failing must not lose the stall itself
+        target.diagnosis_error = f"{type(exc).__name__}: {exc}"
+
+
 class Supervisor:
     """One child under watch: events in, stall/crash/finish out; always stopped with its tree."""
 
@@ -101,16 +116,7 @@ class Supervisor:
 
     def examine_stall(self, result: ReproResult) -> None:
         pid = self.proc.pid
-        if self.sampler is not None:
-            try:
-                report = self.sampler(pid)
-                result.diagnosis = report.to_dict() if hasattr(report, "to_dict") else dict(report)
-            except DoctorError as exc:
-                result.diagnosis_error = exc.message
-            except Exception as exc:  # the sampler failing must not lose the stall itself
-                result.diagnosis_error = f"{type(exc).__name__}: {exc}"
-        else:
-            result.diagnosis_error = "no sampler"
+        sample_into(result, self.sampler, pid)
         snap = host.host_snapshot(pid)
         snap["root_pid"] = pid
         result.host = snap

@@ -17,7 +17,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import psutil
 
@@ -27,6 +27,7 @@ from doctor.proctree import kill_survivors, kill_tree, remember_tree, same_proce
 from doctor.repro import host
 from doctor.repro.events import EventReader
 from doctor.repro.result import StallInfo
+from doctor.repro.supervisor import Sampler, sample_into
 from doctor.repro.watchdog import StallPolicy, Watch
 from doctor.watch.result import StallRecord
 
@@ -38,7 +39,6 @@ LOG_MAX_BYTES = 16 << 20         # stderr.log in --out stops growing here
 INSTRUMENT_DIR = Path(__file__).resolve().parent / "instrument"
 ENV_EVENTS = "DOCTOR_WATCH_EVENTS"
 
-Sampler = Callable[[int], Any]
 EventHook = Callable[[dict], None]
 
 
@@ -219,16 +219,7 @@ class Runner:
         self.on_event({"kind": "stall", "t": now, "step": info.step, "phase": w.phase, "waited_s": info.waited_s,
                        "n": len(self.stalls) + 1})
         rec = StallRecord(info=info)
-        if self.sampler is not None:
-            try:
-                report = self.sampler(self.proc.pid)
-                rec.diagnosis = report.to_dict() if hasattr(report, "to_dict") else dict(report)
-            except DoctorError as exc:
-                rec.diagnosis_error = exc.message
-            except Exception as exc:  # the sampler failing must not lose the stall itself
-                rec.diagnosis_error = f"{type(exc).__name__}: {exc}"
-        else:
-            rec.diagnosis_error = "no sampler"
+        sample_into(rec, self.sampler, self.proc.pid)
         snap = host.host_snapshot(self.proc.pid)
         snap["root_pid"] = self._training_pid()
         rec.host = snap
