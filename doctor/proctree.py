@@ -79,3 +79,27 @@ def same_process(pid: int, created: float) -> bool:
         return p.status() != psutil.STATUS_ZOMBIE and abs(p.create_time() - created) < 0.5
     except psutil.Error:
         return False
+
+
+def remember_tree(pid: int, known: dict[int, float]) -> None:
+    """Add pid and its descendants to known (pid -> create time); first sight wins, so a stop
+    later finds workers that were reparented away from the tree."""
+    try:
+        p = psutil.Process(pid)
+        for q in [p] + p.children(recursive=True):
+            known.setdefault(q.pid, q.create_time())
+    except psutil.Error:
+        pass
+
+
+def kill_survivors(known: dict[int, float]) -> list[int]:
+    """SIGKILL every remembered process (pid -> create time) still alive, a reused pid spared;
+    return the pids that survived. The last sweep of a stop: reparented workers are found by it."""
+    for pid, created in list(known.items()):
+        if same_process(pid, created):
+            try:
+                psutil.Process(pid).kill()
+            except psutil.Error:
+                pass
+    time.sleep(0.1)
+    return sorted(pid for pid, created in known.items() if same_process(pid, created))

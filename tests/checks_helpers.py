@@ -11,8 +11,8 @@ from doctor.config.model import AUTO_NATIVE, NOT_AUTO_NATIVE, TrainingConfig
 from doctor.facts import (Facts, GPUInfo, LibcudaInfo, NvidiaInfo, PackageInfo, PlatformInfo, ProbeStatus,
                           TorchDevice, TorchInfo, canonical_name)
 from doctor.findings import Finding
+from doctor.units import GIB  # noqa: F401  (re-exported to the tests)
 
-GIB = 1024 ** 3
 SNAPSHOTS = Path(__file__).resolve().parent.parent / "examples" / "facts"
 REFERENCE = "wsl2-2080ti-unsloth-2024.8.json"
 

@@ -141,3 +141,10 @@ def test_fetch_runs_in_a_child_with_a_timeout(monkeypatch):
     """An unreachable endpoint gives None within the timeout, never a hang or an exception."""
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")   # discard port: connection refused
     assert REAL_FETCH("acme/x", timeout=3.0) is None
+
+
+def test_every_family_row_names_its_source():
+    from doctor.knowledge import load
+    families = {k: v for k, v in load("model_shapes")["families"].items() if not k.startswith("_")}
+    assert families
+    assert [k for k, v in families.items() if "https://" not in v.get("source", "")] == []

@@ -274,7 +274,7 @@ def test_crashes_are_classified_with_their_numbers():
     tdr = CrashInfo(type="RuntimeError", step=3, message="CUDA error: the launch timed out and was terminated")
     cause, findings = diagnose(_crashed(tdr))
     assert cause == "cuda-error" and findings[0].failure_mode == "FM-05"
-    # every class of checks/data/cuda_errors.json is reachable, in order, from an error text
+    # every cuda_class row of checks/data/crash_signatures.json is reachable, in order, from an error text
     for text, klass, fm in [("CUDA error: device-side assert triggered", "device-side assert", "FM-15"),
                             ("CUDA error: an illegal memory access was encountered", "illegal memory access", None),
                             ("CUDA error: unknown error", "device not ready", "FM-03"),
@@ -395,3 +395,23 @@ def test_cli_usage_errors_start_nothing(tmp_path):
     assert not (tmp_path / "out").exists()
     res = runner.invoke(app, ["repro", str(tmp_path / "missing.py")])
     assert res.exit_code == exitcodes.CONFIG_INVALID
+
+
+def test_sample_into_keeps_the_stall_when_the_sampler_fails():
+    from types import SimpleNamespace
+
+    from doctor.exitcodes import DoctorError
+    from doctor.repro.supervisor import sample_into
+
+    def broken(pid):
+        raise RuntimeError("ptrace refused")
+
+    def refused(pid):
+        raise DoctorError("no permission", 2)
+
+    cases = [(None, None, "no sampler"), (broken, None, "RuntimeError: ptrace refused"),
+             (refused, None, "no permission"), (lambda pid: {"pid": pid}, {"pid": 7}, None)]
+    for sampler, diagnosis, error in cases:
+        rec = SimpleNamespace(diagnosis=None, diagnosis_error=None)
+        sample_into(rec, sampler, 7)
+        assert (rec.diagnosis, rec.diagnosis_error) == (diagnosis, error)

@@ -176,3 +176,17 @@ def test_saving_a_checkpoint_is_a_phase_not_a_stalled_step(tmp_path, monkeypatch
                    ({"kind": "phase", "phase": "saving"}, 3.0)):
         w.feed(dict(ev, t=t_))
     assert not w.overdue(60.0)                      # a long save is not a stalled step
+
+
+def test_one_crash_table_serves_watch_and_repro():
+    from doctor.knowledge.crashes import crash_rows, cuda_error_class
+    watch_ids = {r["id"] for r in crash_rows("watch")}
+    repro_ids = [r["id"] for r in crash_rows("repro")]
+    # the shared CUDA rows serve both readers; repro-only rows never change what watch reports
+    assert {"cuda-illegal-access", "cuda-device-assert"} <= watch_ids & set(repro_ids)
+    assert "cuda-no-kernel-image" in repro_ids and "cuda-no-kernel-image" not in watch_ids
+    tail = ("Traceback (most recent call last):\n  File \"/home/u/train.py\", line 3, in <module>\n"
+            "RuntimeError: CUDA error: no kernel image is available for execution on the device\n")
+    assert classify_crash(tail, 1).id == "exception"
+    assert cuda_error_class("CUDA error: no kernel image is available") == ("no kernel image for this GPU", "FM-08")
+    assert cuda_error_class("CUDA error: something new") == ("unclassified CUDA error", None)

@@ -5,8 +5,8 @@ from pathlib import Path
 from typing import Optional
 
 from doctor.facts import Facts, GPUInfo, PackageInfo, PlatformInfo, TorchInfo
+from doctor.units import GIB  # noqa: F401  (re-exported to the tests)
 
-GIB = 1024 ** 3
 CORPUS = Path(__file__).parent / "corpus"
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 REFERENCE = EXAMPLES / "train_unsloth_llama31_8b.py"

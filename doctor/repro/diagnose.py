@@ -7,24 +7,26 @@ used to say whether the detector found what was planted.
 """
 from __future__ import annotations
 
-import functools
 import re
 import statistics
 from typing import Optional
 
 from doctor.findings import ConfigChange, Finding, Severity
 from doctor.knowledge import load
+from doctor.knowledge.crashes import cuda_error_class
 from doctor.repro.faults import failure_mode
 from doctor.repro.result import ReproResult, StepRecord
 from doctor.units import gib
 
 MIB = 1 << 20
-HOST_GROWTH_MIN = 256 * MIB       # the stalled process grew at least this much since its last step ...
-HOST_GROWTH_RATIO = 0.25          # ... and by this share of its size then
-HOST_LOW_AVAILABLE = 0.10         # or MemAvailable fell below this share of RAM
-TOKENS_JUMP = 2.0                 # tokens in a step vs the median step
-SLOW_STEP = 5.0                   # a finished step this many times the median ...
-NEAR_STALL = 0.5                  # ... that also used half the stall floor is a near-stall: a warning
+# The diagnosis thresholds are knowledge with their reasons: checks/data/repro_thresholds.json.
+_T = {k: row["value"] for k, row in load("repro_thresholds")["thresholds"].items()}
+HOST_GROWTH_MIN = int(_T["host_growth_min_mib"] * MIB)   # the stalled process grew this much since its last step ...
+HOST_GROWTH_RATIO = _T["host_growth_ratio"]              # ... and by this share of its size then
+HOST_LOW_AVAILABLE = _T["host_low_available"]            # or MemAvailable fell below this share of RAM
+TOKENS_JUMP = _T["tokens_jump"]                          # tokens in a step vs the median step
+SLOW_STEP = _T["slow_step"]                              # a finished step this many times the median ...
+NEAR_STALL = _T["near_stall"]                            # ... that also used this share of the stall floor
 EMULATED_SYNC_FRAME = "emulated_cuda.py"   # doctor/repro/emulated_cuda.py, the CPU stand-in
 ISSUE_1010 = "https://github.com/unslothai/unsloth/issues/1010"
 
@@ -39,12 +41,6 @@ FINDING_IDS = tuple(next(p for p in load("finding_producers")["producers"] if p[
 EXPECTED_CAUSE = {"dataloader-hang": ("dataloader-hang",), "long-sample": ("long-sample",),
                   "cuda-stall": ("cuda-stall",), "host-memory": ("host-memory",),
                   "vram-squeeze": ("vram-oom", "cuda-stall")}   # Linux: OOM; WSL2: a spill that stalls
-
-
-@functools.lru_cache(maxsize=1)
-def cuda_error_classes() -> list[tuple[re.Pattern, str, Optional[str]]]:
-    """CUDA error text -> (class, failure mode): checks/data/cuda_errors.json, in order."""
-    return [(re.compile(r["pattern"]), r["class"], r["failure_mode"]) for r in load("cuda_errors")["classes"]]
 
 
 _SHAPE_MISMATCH = re.compile(r"size of tensor a \((\d+)\) must match the size of tensor b \((\d+)\)")
@@ -315,8 +311,7 @@ def crash_finding(r: ReproResult) -> tuple[str, Finding]:
                         "from_pretrained and SFTConfig.",
             evidence=evidence, fix_cost=1)
     if "CUDA error" in text or "CUDA driver error" in text:
-        klass, fm = next(((k, fm) for rx, k, fm in cuda_error_classes() if rx.search(text)),
-                         ("unclassified CUDA error", None))
+        klass, fm = cuda_error_class(text)
         return "cuda-error", Finding(
             id="repro.crash.cuda-error", severity=Severity.ERROR, failure_mode=fm, confidence=0.8,
             title=f"CUDA error {when}: {klass}",

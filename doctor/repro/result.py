@@ -9,6 +9,12 @@ from doctor.findings import Finding
 from doctor.serde import from_jsonable, to_jsonable
 
 
+def median_step_s(steps: list["StepRecord"]) -> Optional[float]:
+    """The median duration of the finished steps after the first (step 1 compiles and warms up)."""
+    steady = [s.duration_s for s in steps if s.duration_s is not None and s.step > 1]
+    return statistics.median(steady) if steady else None
+
+
 @dataclass
 class StepRecord:
     step: int
@@ -98,8 +104,7 @@ class ReproResult:
         return round(self.stall.waited_s, 3) if self.stall else None
 
     def median_step_s(self) -> Optional[float]:
-        steady = [s.duration_s for s in self.steps if s.duration_s is not None and s.step > 1]
-        return statistics.median(steady) if steady else None
+        return median_step_s(self.steps)
 
     def fault(self, kind: str) -> Optional[FaultRecord]:
         return next((f for f in self.faults if f.kind == kind), None)

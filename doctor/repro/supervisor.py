@@ -12,12 +12,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-import psutil
-
 from doctor.exitcodes import DoctorError
 from doctor.proctree import create_time as _create_time
-from doctor.proctree import kill_tree
-from doctor.proctree import same_process as _same_process
+from doctor.proctree import kill_survivors, kill_tree, remember_tree
 from doctor.repro import host
 from doctor.repro.events import EventReader
 from doctor.repro.result import ReproResult, StallInfo
@@ -41,6 +38,21 @@ def child_env() -> dict:
     root = str(Path(__file__).resolve().parents[2])     # the folder holding the doctor package
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
+
+
+def sample_into(target: Any, sampler: Optional[Sampler], pid: int) -> None:
+    """Set target.diagnosis (the sampler's report as a dict) or target.diagnosis_error: the stall
+    record of `doctor repro` and of `doctor watch` alike. A failing sampler never loses the stall."""
+    if sampler is None:
+        target.diagnosis_error = "no sampler"
+        return
+    try:
+        report = sampler(pid)
+        target.diagnosis = report.to_dict() if hasattr(report, "to_dict") else dict(report)
+    except DoctorError as exc:
+        target.diagnosis_error = exc.message
+    except Exception as exc:  # the sampler failing must not lose the stall itself
+        target.diagnosis_error = f"{type(exc).__name__}: {exc}"
 
 
 class Supervisor:
@@ -67,13 +79,7 @@ class Supervisor:
         self._remember(self.proc.pid)
 
     def _remember(self, pid: int) -> None:
-        try:
-            p = psutil.Process(pid)
-            self.known.setdefault(pid, p.create_time())
-            for c in p.children(recursive=True):
-                self.known.setdefault(c.pid, c.create_time())
-        except psutil.Error:
-            pass
+        remember_tree(pid, self.known)
 
     def watch(self, result: ReproResult) -> None:
         reader = EventReader(Path(self.spec.events_path))
@@ -110,16 +116,7 @@ class Supervisor:
 
     def examine_stall(self, result: ReproResult) -> None:
         pid = self.proc.pid
-        if self.sampler is not None:
-            try:
-                report = self.sampler(pid)
-                result.diagnosis = report.to_dict() if hasattr(report, "to_dict") else dict(report)
-            except DoctorError as exc:
-                result.diagnosis_error = exc.message
-            except Exception as exc:  # the sampler failing must not lose the stall itself
-                result.diagnosis_error = f"{type(exc).__name__}: {exc}"
-        else:
-            result.diagnosis_error = "no sampler"
+        sample_into(result, self.sampler, pid)
         snap = host.host_snapshot(pid)
         snap["root_pid"] = pid
         result.host = snap
@@ -163,14 +160,7 @@ class Supervisor:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
-        for pid, created in list(self.known.items()):
-            if _same_process(pid, created):
-                try:
-                    psutil.Process(pid).kill()
-                except psutil.Error:
-                    pass
-        time.sleep(0.1)
-        return sorted(pid for pid, created in self.known.items() if _same_process(pid, created))
+        return kill_survivors(self.known)
 
     def log_tail(self) -> str:
         try:

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional
 
-from doctor.knowledge import load
+from doctor.knowledge.crashes import crash_rows, pattern_hits
 from doctor.attach.signatures import is_user_code
 
 _RANK_PREFIX = re.compile(r"^\[(default)?rank\d+\]:\s?", re.M)     # torchrun's per-rank line prefix
@@ -64,14 +64,14 @@ def classify_crash(tail: str, exit_code: Optional[int]) -> Optional[CrashRead]:
     """None when the run ended well (exit 0). A negative exit_code is a signal (subprocess style)."""
     if exit_code == 0:
         return None
-    rows = load("crash_signatures")["rows"]
+    rows = crash_rows("watch")
     tb, etype, message, frames = last_traceback(tail)
     sig = -exit_code if exit_code is not None and exit_code < 0 else None
     text = _RANK_PREFIX.sub("", tail or "")
     for row in rows:
         hit = "signal" in row and sig == row["signal"] and (not etype or "pattern" in row)
-        if not hit and "pattern" in row:
-            hit = bool(re.search(row["pattern"], text, re.M))
+        if not hit:
+            hit = pattern_hits(row, text)
         if hit:
             if not etype and not message and sig is not None:
                 message = f"killed by signal {sig}"

@@ -1,12 +1,11 @@
 """The outcome of one `doctor watch` run, as plain data (JSON round-trip through doctor.serde)."""
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from doctor.findings import Finding
-from doctor.repro.result import StallInfo, StepRecord
+from doctor.repro.result import StallInfo, StepRecord, median_step_s
 from doctor.serde import from_jsonable, to_jsonable
 
 
@@ -51,8 +50,7 @@ class WatchResult:
     leftover_pids: list[int] = field(default_factory=list)
 
     def median_step_s(self) -> Optional[float]:
-        steady = [s.duration_s for s in self.steps if s.duration_s is not None and s.step > 1]
-        return statistics.median(steady) if steady else None
+        return median_step_s(self.steps)
 
     def to_dict(self) -> dict:
         data = to_jsonable(self)

@@ -17,16 +17,17 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import psutil
 
 from doctor import exitcodes
 from doctor.exitcodes import DoctorError
-from doctor.proctree import kill_tree, same_process
+from doctor.proctree import kill_survivors, kill_tree, remember_tree, same_process
 from doctor.repro import host
 from doctor.repro.events import EventReader
 from doctor.repro.result import StallInfo
+from doctor.repro.supervisor import Sampler, sample_into
 from doctor.repro.watchdog import StallPolicy, Watch
 from doctor.watch.result import StallRecord
 
@@ -38,7 +39,6 @@ LOG_MAX_BYTES = 16 << 20         # stderr.log in --out stops growing here
 INSTRUMENT_DIR = Path(__file__).resolve().parent / "instrument"
 ENV_EVENTS = "DOCTOR_WATCH_EVENTS"
 
-Sampler = Callable[[int], Any]
 EventHook = Callable[[dict], None]
 
 
@@ -137,12 +137,7 @@ class Runner:
         self._remember()
 
     def _remember(self) -> None:
-        try:
-            p = psutil.Process(self.proc.pid)
-            for q in [p] + p.children(recursive=True):
-                self.known.setdefault(q.pid, q.create_time())
-        except psutil.Error:
-            pass
+        remember_tree(self.proc.pid, self.known)
 
     def _cpu_moved(self) -> bool:
         """Did any process of the tree use CPU since the last poll? Per process, so a worker that
@@ -224,16 +219,7 @@ class Runner:
         self.on_event({"kind": "stall", "t": now, "step": info.step, "phase": w.phase, "waited_s": info.waited_s,
                        "n": len(self.stalls) + 1})
         rec = StallRecord(info=info)
-        if self.sampler is not None:
-            try:
-                report = self.sampler(self.proc.pid)
-                rec.diagnosis = report.to_dict() if hasattr(report, "to_dict") else dict(report)
-            except DoctorError as exc:
-                rec.diagnosis_error = exc.message
-            except Exception as exc:  # the sampler failing must not lose the stall itself
-                rec.diagnosis_error = f"{type(exc).__name__}: {exc}"
-        else:
-            rec.diagnosis_error = "no sampler"
+        sample_into(rec, self.sampler, self.proc.pid)
         snap = host.host_snapshot(self.proc.pid)
         snap["root_pid"] = self._training_pid()
         rec.host = snap
@@ -255,14 +241,7 @@ class Runner:
         self._remember()
         if self.proc.poll() is None:
             self._terminate()
-        for pid, created in list(self.known.items()):
-            if same_process(pid, created):
-                try:
-                    psutil.Process(pid).kill()
-                except psutil.Error:
-                    pass
-        time.sleep(0.1)
-        return sorted(pid for pid, created in self.known.items() if same_process(pid, created))
+        return kill_survivors(self.known)
 
     def _terminate(self, grace_s: float = 3.0) -> None:
         """SIGTERM the child, then its tree. Through Popen, not psutil: psutil would reap the child and
