@@ -35,7 +35,7 @@ HISTORY = [
     "2026-12-03, 5 records added from uncited threads and scored before any change: 3/5 top-1 "
     "(miss-alignment-107, pytorch-180101, bitsandbytes-879 hit; unsloth-1772 and sglang-18644 missed: "
     "no signature for Triton's missing C compiler / Python.h). The signature was added afterwards "
-    "(sig.triton-no-compiler, a top user problem in shared/knowledge/field-2026.md), so those two no "
+    "(sig.triton-no-compiler, a top user problem in docs/knowledge/field-2026.md), so those two no "
     "longer count as blind. One builder default was fixed at the same time (a CUDA 12.9 torch gets a "
     "575 driver, not 570).",
     "2026-12-03, release table and known pairs made to work together (branch corpus2): pair checks read a "

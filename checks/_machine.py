@@ -7,7 +7,7 @@ from typing import Optional
 
 from doctor.facts import Facts
 
-# Links that several checks cite (documents named in shared/knowledge).
+# Links that several checks cite (documents named in docs/knowledge/).
 NVIDIA_WSL_GUIDE = "https://docs.nvidia.com/cuda/wsl-user-guide/index.html"
 PYTORCH_INSTALL = "https://pytorch.org/get-started/locally/"
 # The maintainers' own upgrade command (printed by unsloth's _gpu_init.py): both packages together.

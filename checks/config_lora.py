@@ -17,7 +17,7 @@ def config_lora(facts: Facts, config: TrainingConfig) -> list[Finding]:
         title=f"lora_dropout = {config.lora_dropout} turns off Unsloth's fast LoRA kernels",
         why="Unsloth's fused LoRA path needs lora_dropout = 0 (\"Supports any, but = 0 is optimized\"); with "
             "dropout PEFT also keeps a dropped copy and a mask of every adapted input, about 66% more "
-            "activation memory per layer on Llama 8B (shared/knowledge/vram-and-hang.md C6).",
+            "activation memory per layer on Llama 8B (docs/knowledge/vram-and-hang.md C6).",
         remediation="Use lora_dropout = 0 unless you measured that dropout helps your data.",
         evidence={"framework": "unsloth", "lora_dropout": config.lora_dropout},
         config_changes=[ConfigChange("lora_dropout", 0, "Unsloth's optimized LoRA path")],

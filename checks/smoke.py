@@ -20,7 +20,7 @@ NOT_RUN = "smoke.not-run"
 NO_GPU = "smoke.no-gpu"
 BAD = ("failed", "hung", "crashed")
 
-# The catalogue's failure mode (shared/knowledge/unsloth-failure-modes.md) each layer's breakage falls under.
+# The catalogue's failure mode (docs/knowledge/unsloth-failure-modes.md) each layer's breakage falls under.
 FAILURE_MODE = {"driver": "FM-11", "runtime": "FM-10", "compiler": "FM-17", "library-binary": "FM-10",
                 "interconnect": "FM-20"}
 LAYER_WORDS = {"driver": "the NVIDIA driver / libcuda", "runtime": "the CUDA runtime in torch",

@@ -47,7 +47,7 @@ class Finding(JsonRecord):
     evidence: dict[str, Any] = field(default_factory=dict)  # fact path -> value it rests on
     config_changes: list[ConfigChange] = field(default_factory=list)
     links: list[str] = field(default_factory=list)        # issues/docs that document it
-    failure_mode: Optional[str] = None                    # "FM-02" in shared/knowledge
+    failure_mode: Optional[str] = None                    # "FM-02" in docs/knowledge/unsloth-failure-modes.md
     confidence: float = 0.8      # 0..1: how sure the evidence makes us
     fix_cost: int = 2            # 1 = one flag/env var, 2 = reinstall/config, 3 = hardware/OS change
     check: str = ""              # the check that produced it (filled in by the engine)

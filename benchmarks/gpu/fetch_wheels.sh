@@ -2,7 +2,7 @@
 # Fetch the wheel set that benchmarks/gpu/run_all.sh installs on the lent GPU machine (no internet
 # there; Python 3.12, torch 2.11 + transformers 5.17 + peft already installed). Run here, in the
 # repository root; .whl/ is git-ignored and travels with `carry: [".whl"]` (64 MiB limit, so the
-# two large wheels are slimmed). Versions: ../shared/knowledge/unsloth-on-the-gpu-machine.md.
+# two large wheels are slimmed). Versions: docs/knowledge/unsloth-on-the-gpu-machine.md.
 set -euo pipefail
 grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
 rm -rf .whl && mkdir -p .whl

@@ -1,6 +1,6 @@
 """The faults `doctor repro --inject KIND[@STEP]` can plant, and the parsing of that flag.
 
-Each fault mirrors one hypothesis for the step-11 hang (shared/knowledge/unsloth-failure-modes.md
+Each fault mirrors one hypothesis for the step-11 hang (docs/knowledge/unsloth-failure-modes.md
 §0.3) and must come out of the watchdog with its own diagnosis; that is how the detector is proven.
 The child implements them (doctor/repro/child_faults.py); this module only names and parses them.
 """

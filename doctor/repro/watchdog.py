@@ -2,7 +2,7 @@
 
 A stall is "no step finished within max(floor, factor x median step time)". Before the first step
 the child is importing, loading and compiling, which legitimately takes minutes (Unsloth: import
-~45 s, first-step compile ~50 s on an H100: shared/knowledge/unsloth-on-the-gpu-machine.md), so
+~45 s, first-step compile ~50 s on an H100: docs/knowledge/unsloth-on-the-gpu-machine.md), so
 each start-up phase gets `startup_grace_s` and the first step `first_step_grace_s`. On a backend
 that compiles per shape (Unsloth), a step that meets a new batch shape gets the first-step grace too.
 

@@ -19,7 +19,7 @@ DMESG_S = 5.0
 INTEROP_S = 15.0
 MAX_LINES = 30
 
-# dmesg lines and what they point at (shared/knowledge/unsloth-failure-modes.md §4.3, FM-03/FM-04)
+# dmesg lines and what they point at (docs/knowledge/unsloth-failure-modes.md §4.3, FM-03/FM-04)
 DXG_PATTERNS = [
     (re.compile(r"dxgkio_make_resident.*Ioctl failed: -12"), "FM-03",
      "GPU-PV refused to make memory resident (expandable_segments / VRAM budget)"),

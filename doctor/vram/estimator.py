@@ -1,6 +1,6 @@
 """Peak VRAM of one LoRA / QLoRA / full fine-tuning step, by component, as a low-mid-high band.
 
-Formulas and constants: shared/knowledge/vram-and-hang.md Part 1 (§1.3 components, §1.4 spec,
+Formulas and constants: docs/knowledge/vram-and-hang.md Part 1 (§1.3 components, §1.4 spec,
 §1.6 worked examples, which tests/test_vram_estimator.py reproduces). `estimate()` is pure
 arithmetic on a ModelShape and an `Inputs`; `estimate_for()` turns facts + a TrainingConfig into
 Inputs (doctor/vram/inputs.py), runs the band and compares it with the GPU's usable memory.

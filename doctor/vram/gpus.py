@@ -14,8 +14,8 @@ from doctor.facts import Facts, GPUInfo, TorchDevice
 from doctor.units import GIB
 
 # VRAM the desktop keeps when the GPU drives a display, and what Windows + WSL2 GPU-PV hold.
-# WSL2: about 1.3 GiB measured (noonghunna/club-3090#102, shared/knowledge/unsloth-failure-modes.md
-# §0.3); a bare display (DWM/X): 0.2-0.5 GB (shared/knowledge/vram-and-hang.md §2.7) -> 0.5 GiB.
+# WSL2: about 1.3 GiB measured (noonghunna/club-3090#102, docs/knowledge/unsloth-failure-modes.md
+# §0.3); a bare display (DWM/X): 0.2-0.5 GB (docs/knowledge/vram-and-hang.md §2.7) -> 0.5 GiB.
 DESKTOP_RESERVE = {"wsl": int(1.3 * GIB), "display": int(0.5 * GIB)}
 RESERVE_REASON = {"wsl": "Windows desktop + WSL2 GPU-PV keep about 1.3 GiB",
                   "display": "the desktop on this GPU keeps about 0.5 GiB"}
