@@ -148,3 +148,12 @@ def test_every_family_row_names_its_source():
     families = {k: v for k, v in load("model_shapes")["families"].items() if not k.startswith("_")}
     assert families
     assert [k for k, v in families.items() if "https://" not in v.get("source", "")] == []
+
+
+def test_only_phi3_and_phi4_fuse_their_projections():
+    # PhiMoE's attention is transformers' LlamaAttention (separate q/k/v), so it is not fused
+    base = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "vocab_size": 100}
+    assert shape_from_config({**base, "model_type": "phi3"}).fused_projections
+    assert not shape_from_config({**base, "model_type": "phimoe", "num_local_experts": 4,
+                                  "num_experts_per_tok": 2}).fused_projections

@@ -219,7 +219,10 @@ def shape_from_config(cfg: dict, name: str = "", source: str = "") -> ModelShape
         hidden=hidden, intermediate=inter, layers=layers, heads=heads,
         kv_heads=cfg.get("num_key_value_heads") or heads,
         head_dim=cfg.get("head_dim") or hidden // heads, vocab=vocab, tied_embeddings=bool(tied),
-        fused_projections=model_type in ("phi3", "phi4", "phimoe"),
+        # Phi-3/Phi-4 fuse qkv_proj and gate_up_proj (modeling_phi3.py); PhiMoE does not: its
+        # attention is LlamaAttention (transformers models/phimoe/modular_phimoe.py) and its experts
+        # Mixtral's w1/w2/w3, so LoRA targets the separate projections there.
+        fused_projections=model_type in ("phi3", "phi4"),
         name=name, source=source, prequantized=prequant, model_type=model_type,
         max_position=mp if isinstance(mp := cfg.get("max_position_embeddings"), int) and mp > 0 else None,
         double_quant=quant.get("bnb_4bit_use_double_quant") if prequant == "4bit" else None,
