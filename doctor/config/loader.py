@@ -127,6 +127,11 @@ def load_config(path: Optional[Path], overrides: Optional[ConfigOverrides] = Non
         apply_overrides(cfg, overrides)
     if path is None and cfg.framework is None:
         cfg.framework = "transformers"
+    from doctor.config.sharding import resolve as resolve_sharding   # multi-GPU: accelerate / DeepSpeed / FSDP
+
+    ov = overrides or ConfigOverrides()
+    cfg.sharding = resolve_sharding(cfg, ov.accelerate_config, ov.deepspeed, ov.num_gpus,
+                                    Path(path).parent if path is not None else None)
     from doctor.config.validate import validate_config
 
     validate_config(cfg)
