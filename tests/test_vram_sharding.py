@@ -20,7 +20,8 @@ from doctor import exitcodes
 from doctor.config.flags import ConfigOverrides
 from doctor.config.loader import load_config
 from doctor.config.model_shapes import resolve_shape
-from doctor.config.sharding import read_accelerate, read_deepspeed
+from doctor.config import sharding
+from doctor.config.loader import read_sharding_file
 from doctor.exitcodes import DoctorError
 from doctor.vram.estimator import MID, estimate
 from doctor.vram.model import Inputs
@@ -31,6 +32,14 @@ P = 8_030_261_248
 EMBED = 525_336_576
 LORA_N = 16 * 32 * 81_920          # r x layers x sum(in + out) over the 7 projections = 41,943,040
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def read_accelerate(path):
+    return sharding.read_accelerate(path, read_sharding_file)
+
+
+def read_deepspeed(path):
+    return sharding.read_deepspeed(path, read_sharding_file)
 
 
 @pytest.fixture(autouse=True)

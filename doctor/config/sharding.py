@@ -13,10 +13,14 @@ turns into per-rank memory:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
-from doctor import exitcodes, limits
+from doctor import exitcodes
 from doctor.exitcodes import DoctorError
+
+# (path, what) -> the file's text within doctor/limits.py's limits. The loader passes its
+# read_limited_text (this module is below the loader: importing it back would be a cycle).
+Reader = Callable[[Path, str], str]
 
 # FSDP sharding strategy -> the ZeRO stage it matches (PyTorch FSDP docs, ShardingStrategy:
 # FULL_SHARD shards parameters, gradients and optimizer state; SHARD_GRAD_OP keeps parameters
@@ -24,12 +28,6 @@ from doctor.exitcodes import DoctorError
 # 1-based number (1 FULL_SHARD, 2 SHARD_GRAD_OP, 3 NO_SHARD, 4 HYBRID_SHARD, 5 _HYBRID_SHARD_ZERO2).
 FSDP_STAGE = {"FULL_SHARD": 3, "SHARD_GRAD_OP": 2, "NO_SHARD": 0, "HYBRID_SHARD": 3,
               "_HYBRID_SHARD_ZERO2": 2, "1": 3, "2": 2, "3": 0, "4": 3, "5": 2}
-
-
-def _read(path: Path, what: str) -> str:
-    from doctor.config.loader import read_limited_text
-
-    return read_limited_text(path, limits.MAX_CONFIG_BYTES, what, exitcodes.CONFIG_INVALID)
 
 
 def _device(v: Any) -> str:
@@ -49,7 +47,7 @@ def _int(v: Any, name: str, default: int) -> int:
     return n
 
 
-def from_deepspeed(ds: dict, source: str, base: Optional[Path] = None) -> dict:
+def from_deepspeed(ds: dict, source: str) -> dict:
     """A DeepSpeed config mapping (zero_optimization.stage, offload_optimizer.device,
     offload_param.device; DeepSpeed docs, "ZeRO Configurations")."""
     z = ds.get("zero_optimization") or {}
@@ -67,10 +65,10 @@ def from_deepspeed(ds: dict, source: str, base: Optional[Path] = None) -> dict:
             "mixed_precision": bool(bf16 or fp16 is True)}
 
 
-def read_deepspeed(path: Path) -> dict:
+def read_deepspeed(path: Path, read: Reader) -> dict:
     from doctor.config.structured import load_json_mapping
 
-    return from_deepspeed(load_json_mapping(_read(path, "DeepSpeed config"), str(path)), str(path))
+    return from_deepspeed(load_json_mapping(read(path, "DeepSpeed config"), str(path)), str(path))
 
 
 def from_fsdp(strategy: Any, offload: Any, source: str) -> dict:
@@ -86,11 +84,11 @@ def from_fsdp(strategy: Any, offload: Any, source: str) -> dict:
             "mixed_precision": True}
 
 
-def read_accelerate(path: Path) -> dict:
+def read_accelerate(path: Path, read: Reader) -> dict:
     """accelerate's config YAML (`accelerate config` writes ~/.cache/huggingface/accelerate/default_config.yaml)."""
     from doctor.config.structured import load_yaml_mapping
 
-    data = load_yaml_mapping(_read(path, "accelerate config"), str(path))
+    data = load_yaml_mapping(read(path, "accelerate config"), str(path))
     kind = str(data.get("distributed_type") or "NO").upper()
     world = _int(data.get("num_processes"), f"{path}: num_processes", 1) * max(
         1, _int(data.get("num_machines"), f"{path}: num_machines", 1))
@@ -101,7 +99,7 @@ def read_accelerate(path: Path) -> dict:
         file = ds.get("deepspeed_config_file")
         if file and str(file).lower() != "none":
             p = Path(str(file)).expanduser()
-            out = read_deepspeed(p if p.is_absolute() else path.parent / p)
+            out = read_deepspeed(p if p.is_absolute() else path.parent / p, read)
         else:
             out = from_deepspeed({"zero_optimization": {
                 "stage": ds.get("zero_stage"),
@@ -126,22 +124,22 @@ def read_accelerate(path: Path) -> dict:
     return out
 
 
-def resolve(cfg, accelerate: Optional[Path] = None, deepspeed: Optional[Path] = None,
+def resolve(cfg, read: Reader, accelerate: Optional[Path] = None, deepspeed: Optional[Path] = None,
             num_gpus: Optional[int] = None, base: Optional[Path] = None) -> Optional[dict]:
     """The sharding for this run: flags first, then what the script names (deepspeed= path or dict,
     fsdp=); None when nothing is configured. `base`: the script's folder (relative paths)."""
     out = None
     if deepspeed is not None:
-        out = read_deepspeed(Path(deepspeed))
+        out = read_deepspeed(Path(deepspeed), read)
     elif accelerate is not None:
-        out = read_accelerate(Path(accelerate))
+        out = read_accelerate(Path(accelerate), read)
     elif isinstance(cfg.deepspeed, dict):
         out = from_deepspeed(cfg.deepspeed, "deepspeed= (the script's dict)")
     elif isinstance(cfg.deepspeed, str) and cfg.deepspeed:
         p = Path(cfg.deepspeed).expanduser()
         p = p if p.is_absolute() or base is None else base / p
         if p.is_file():
-            out = read_deepspeed(p)
+            out = read_deepspeed(p, read)
         else:
             cfg.notes.append(f"deepspeed={cfg.deepspeed!r} not found next to the script: sharding not estimated")
     elif cfg.fsdp:
