@@ -220,3 +220,18 @@ def test_cli_json_carries_per_rank_numbers(tmp_path):
     assert (sh["stage"], sh["world"]) == (2, 8)
     assert sh["host_ram_per_rank"] == 2 * P and sh["host_ram_per_node"] == 16 * P
     assert sh["per_rank"]["mid"] < 40 * 1024 ** 3
+
+
+def test_benchmark_script_estimates_and_report(tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("vram_sharding_bench", ROOT / "benchmarks/gpu/vram_sharding.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    full, grad_op, none = (mod.estimate_row(m, 2) for m in ("full_shard", "shard_grad_op", "no_shard"))
+    assert full["mid"] < grad_op["mid"] < none["mid"] and full["low"] <= full["mid"] <= full["high"]
+    (tmp_path / "sharding_full_shard.json").write_text(json.dumps(
+        {"mode": "full_shard", "world": 2, "measured_reserved": [5e9, 20e9], "estimate": full}))
+    mod.report(tmp_path)
+    row = capsys.readouterr().out.splitlines()[-1]
+    assert row.startswith("| full_shard | 2 | 20.80 GB") and row.endswith("| yes |")   # high 12 GB < 20.8: false fit
