@@ -235,3 +235,14 @@ def test_benchmark_script_estimates_and_report(tmp_path, capsys):
     mod.report(tmp_path)
     row = capsys.readouterr().out.splitlines()[-1]
     assert row.startswith("| full_shard | 2 | 20.80 GB") and row.endswith("| yes |")   # high 12 GB < 20.8: false fit
+
+
+def test_script_fsdp_keywords_with_offload_and_a_list():
+    cfg = load_config(SH / "train_fsdp.py", ConfigOverrides(num_gpus=2))
+    assert cfg.fsdp == "full_shard auto_wrap offload" and isinstance(cfg.fsdp_config, dict)
+    assert (cfg.sharding["kind"], cfg.sharding["stage"], cfg.sharding["world"]) == ("fsdp", 3, 2)
+    assert cfg.sharding["offload_param"] == "cpu"
+    cfg.fsdp = ["shard_grad_op", "auto_wrap"]
+    from doctor.config.sharding import resolve
+    sh = resolve(cfg, read_sharding_file, num_gpus=4)
+    assert (sh["stage"], sh["world"], sh["offload_param"]) == (2, 4, "none")

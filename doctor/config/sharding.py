@@ -42,7 +42,7 @@ def _int(v: Any, name: str, default: int) -> int:
         n = int(v)
     except (TypeError, ValueError):
         raise DoctorError(f"{name}: expected a whole number, got {v!r}", exitcodes.CONFIG_INVALID)
-    if not 0 <= n <= 1_000_000:
+    if not 0 <= n <= 100_000:
         raise DoctorError(f"{name}: {n} out of range", exitcodes.CONFIG_INVALID)
     return n
 
@@ -142,11 +142,14 @@ def resolve(cfg, read: Reader, accelerate: Optional[Path] = None, deepspeed: Opt
             out = read_deepspeed(p, read)
         else:
             cfg.notes.append(f"deepspeed={cfg.deepspeed!r} not found next to the script: sharding not estimated")
-    elif cfg.fsdp:
+    elif cfg.fsdp:   # TrainingArguments fsdp="full_shard auto_wrap offload", a list of them, or True
+        opts = " ".join(map(str, cfg.fsdp)) if isinstance(cfg.fsdp, (list, tuple)) else str(cfg.fsdp)
+        opts = opts.lower() if isinstance(cfg.fsdp, (str, list, tuple)) else "full_shard"
         fc = cfg.fsdp_config if isinstance(cfg.fsdp_config, dict) else {}
-        strategy = fc.get("sharding_strategy") or fc.get("fsdp_sharding_strategy") or (
-            cfg.fsdp if isinstance(cfg.fsdp, str) else "FULL_SHARD")
-        out = from_fsdp(strategy, "offload" in str(cfg.fsdp).lower() or fc.get("offload_params"), "fsdp=")
+        strategy = fc.get("sharding_strategy") or fc.get("fsdp_sharding_strategy") or next(
+            (w for w in opts.split() if w.upper() in FSDP_STAGE), "FULL_SHARD")
+        out = from_fsdp(strategy, "offload" in opts.split() or fc.get("offload_params") or fc.get("fsdp_offload_params"),
+                        "fsdp=")
     if num_gpus is not None:
         out = out or {"kind": "ddp", "stage": 0, "world": 0, "source": "--num-gpus", "offload_optimizer": "none",
                       "offload_param": "none", "mixed_precision": False}

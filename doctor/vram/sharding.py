@@ -113,4 +113,5 @@ def describe(sh: dict) -> str:
             "fsdp": {3: "FSDP FULL_SHARD", 2: "FSDP SHARD_GRAD_OP"}.get(stage, "FSDP NO_SHARD")}.get(kind, "none")
     off = [f"{w} offload to {d}" for w, d in (("optimizer", sh.get("offload_optimizer")),
                                                ("parameter", sh.get("offload_param"))) if d not in (None, "none")]
-    return f"{name} on {sh.get('world')} GPUs" + (f", {', '.join(off)}" if off else "") + f" ({sh.get('source')})"
+    n = sh.get("world")
+    return f"{name} on {n} GPU{'' if n == 1 else 's'}" + (f", {', '.join(off)}" if off else "") + f" ({sh.get('source')})"
