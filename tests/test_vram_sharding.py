@@ -246,3 +246,17 @@ def test_script_fsdp_keywords_with_offload_and_a_list():
     from doctor.config.sharding import resolve
     sh = resolve(cfg, read_sharding_file, num_gpus=4)
     assert (sh["stage"], sh["world"], sh["offload_param"]) == (2, 4, "none")
+
+
+def test_markdown_and_headroom_evidence_say_per_rank():
+    from checks.vram_headroom import vram_headroom
+    from doctor.vram.estimator import estimate_for
+    from doctor.vram.render import markdown_section
+
+    facts = make_facts(gpu="NVIDIA H100 80GB HBM3", total_gib=80, ram_available_gib=512)
+    cfg = load_config(SH / "train_ds.py",
+                      ConfigOverrides(accelerate_config=str(SH / "accelerate_zero3_offload.yaml")))
+    md = markdown_section(estimate_for(facts, cfg))
+    assert "Host RAM for CPU offload: 16.8 GiB per rank, 134.6 GiB per node" in md
+    (f,) = vram_headroom(facts, cfg)
+    assert f.id == "vram.fits" and f.evidence["per GPU (one rank)"].startswith("DeepSpeed ZeRO-3 on 8 GPUs")

@@ -108,6 +108,10 @@ def markdown_section(est: VramEstimate) -> str:
     lines.append("")
     if est.host_ram_needed:
         lines.append(f"- Host RAM for offloaded checkpoints: {gib(est.high.host_offload)}")
+    sh = est.to_dict()["sharding"]
+    if sh and sh["host_ram_per_rank"]:
+        lines.append(f"- Host RAM for CPU offload: {gib(sh['host_ram_per_rank'])} per rank, "
+                     f"{gib(sh['host_ram_per_node'])} per node ({sh['world']} ranks assumed on one node)")
     if est.max_batch_size is not None:
         limits = fit_limits(est)
         lines.append(f"- {limits[:1].upper()}{limits[1:]}")
