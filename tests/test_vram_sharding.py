@@ -52,9 +52,9 @@ def llama8b():
     return resolve_shape("meta-llama/Llama-3.1-8B").shape
 
 
-def sharded(kind="zero", stage=0, world=8, opt="none", param="none"):
+def sharded(kind="zero", stage=0, world=8, opt="none", param="none", **more):
     return tuple(sorted({"kind": kind, "stage": stage, "world": world, "offload_optimizer": opt,
-                         "offload_param": param, "source": "test", "mixed_precision": True}.items()))
+                         "offload_param": param, "source": "test", "mixed_precision": True, **more}.items()))
 
 
 def parts(shape, sharding, full=True):
@@ -260,3 +260,16 @@ def test_markdown_and_headroom_evidence_say_per_rank():
     assert "Host RAM for CPU offload: 16.8 GiB per rank, 134.6 GiB per node" in md
     (f,) = vram_headroom(facts, cfg)
     assert f.id == "vram.fits" and f.evidence["per GPU (one rank)"].startswith("DeepSpeed ZeRO-3 on 8 GPUs")
+
+
+def test_zero2_buckets_default_and_overlap_comm(llama8b):
+    d, _ = parts(llama8b, sharded(stage=2))
+    assert d["buckets"] == 5e8 * 2            # DeepSpeed's default reduce bucket, 16-bit
+    d, _ = parts(llama8b, sharded(stage=2, overlap_comm=True, allgather_bucket_size=int(2e8),
+                                  reduce_bucket_size=int(2e8)))
+    assert d["buckets"] == 4.5 * 4e8 * 2 == 3.6e9   # transformers' docs: 2e8 -> 3.6GB
+    d, _ = parts(llama8b, sharded(stage=2, overlap_comm=True, allgather_bucket_size="auto",
+                                  reduce_bucket_size="auto"))
+    assert d["buckets"] == 4.5 * 2 * 4096 ** 2 * 2
+    sh = read_deepspeed(SH / "ds_zero2.json")
+    assert (sh["overlap_comm"], sh["reduce_bucket_size"], sh["allgather_bucket_size"]) == (True, 200_000_000, 200_000_000)

@@ -35,14 +35,14 @@ def _device(v: Any) -> str:
     return v if v in ("cpu", "nvme") else "none"
 
 
-def _int(v: Any, name: str, default: int) -> int:
+def _int(v: Any, name: str, default: int, top: int = 100_000) -> int:
     if v is None or v == "auto":
         return default
     try:
         n = int(v)
     except (TypeError, ValueError):
         raise DoctorError(f"{name}: expected a whole number, got {v!r}", exitcodes.CONFIG_INVALID)
-    if not 0 <= n <= 100_000:
+    if not 0 <= n <= top:
         raise DoctorError(f"{name}: {n} out of range", exitcodes.CONFIG_INVALID)
     return n
 
@@ -59,7 +59,13 @@ def from_deepspeed(ds: dict, source: str) -> dict:
         raise DoctorError(f"{source}: zero_optimization.stage {stage}: DeepSpeed has stages 0-3", exitcodes.CONFIG_INVALID)
     bf16 = bool((ds.get("bf16") or {}).get("enabled")) if isinstance(ds.get("bf16"), dict) else False
     fp16 = (ds.get("fp16") or {}).get("enabled") if isinstance(ds.get("fp16"), dict) else False
+    def bucket(key: str):   # elements; "auto": transformers fills hidden_size^2 (its DeepSpeed integration)
+        v = z.get(key)
+        return "auto" if v == "auto" else None if v is None else _int(v, f"{source}: zero_optimization.{key}", 0, top=10 ** 12)
+
     return {"kind": "zero", "stage": stage, "world": 0, "source": source,
+            "overlap_comm": z.get("overlap_comm") is True, "allgather_bucket_size": bucket("allgather_bucket_size"),
+            "reduce_bucket_size": bucket("reduce_bucket_size"),
             "offload_optimizer": _device(off_o.get("device") if isinstance(off_o, dict) else None),
             "offload_param": _device(off_p.get("device") if isinstance(off_p, dict) else None),
             "mixed_precision": bool(bf16 or fp16 is True)}

@@ -24,6 +24,11 @@ from typing import Optional
 from doctor.config.model_shapes import ModelShape
 from doctor.vram.model import Component, Inputs, optimizer_bytes
 
+# DeepSpeed's bucket defaults (deepspeed/runtime/zero/config.py: allgather/reduce_bucket_size 5e8 elements).
+# transformers' DeepSpeed docs (docs/source/en/deepspeed.md): "overlap_comm uses 4.5x the
+# allgather_bucket_size and reduce_bucket_size values ... 5e8 x 2 bytes x 2 x 4.5 = 9GB".
+DS_BUCKET_DEFAULT = 500_000_000
+OVERLAP_FACTOR = 4.5
 MASTER_BYTES = 4          # DeepSpeed's fp32 master copy of 16-bit trainable params (ZeRO paper: 12 = 4 + 8)
 
 
@@ -100,11 +105,27 @@ def shard_components(shape: ModelShape, inp: Inputs, comps: list[Component]) -> 
         out.append(Component("gathered", "gathered parameters", live,
                              note="assumed: the layer computed + the next prefetched (or the embedding), "
                                   "all-gathered in full (ZeRO-3 prefetch / FSDP unit)"))
+    if kind == "zero" and stage in (1, 2) and n > 1:
+        out.append(_ds_buckets(shape, sh))
     if (kind == "ddp" or (kind == "fsdp" and stage == 0)) and n > 1:
         out.append(Component("buckets", "DDP gradient buckets", g,
                              note="a full gradient copy in 25 MB buckets for the all-reduce "
                                   "(gradient_as_bucket_view=False, PyTorch's default)"))
     return out, host
+
+
+def _ds_buckets(shape: ModelShape, sh: dict) -> Component:
+    """ZeRO-1/2's communication buffers, 16-bit: with overlap_comm 4.5 x (allgather + reduce bucket)
+    (transformers' DeepSpeed docs); without it the contiguous gradient buffer of one reduce bucket."""
+    def elems(key: str) -> int:
+        v = sh.get(key)
+        return shape.hidden * shape.hidden if v == "auto" else DS_BUCKET_DEFAULT if v is None else int(v)
+
+    ag, rs = elems("allgather_bucket_size"), elems("reduce_bucket_size")
+    if sh.get("overlap_comm"):
+        return Component("buckets", "DeepSpeed buckets", OVERLAP_FACTOR * (ag + rs) * 2,
+                         note=f"overlap_comm: 4.5 x ({ag:.0e} + {rs:.0e}) elements, 16-bit")
+    return Component("buckets", "DeepSpeed buckets", rs * 2, note=f"one reduce bucket ({rs:.0e} elements, 16-bit)")
 
 
 def describe(sh: dict) -> str:
