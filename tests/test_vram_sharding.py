@@ -273,3 +273,14 @@ def test_zero2_buckets_default_and_overlap_comm(llama8b):
     assert d["buckets"] == 4.5 * 2 * 4096 ** 2 * 2
     sh = read_deepspeed(SH / "ds_zero2.json")
     assert (sh["overlap_comm"], sh["reduce_bucket_size"], sh["allgather_bucket_size"]) == (True, 200_000_000, 200_000_000)
+
+
+@pytest.mark.parametrize("text", ['{"zero_optimization": {"stage": Infinity}}',
+                                  '{"zero_optimization": {"stage": 2, "reduce_bucket_size": NaN}}',
+                                  '{"zero_optimization": {"stage": "two"}}', '[1, 2]'])
+def test_hostile_deepspeed_values_are_config_errors(tmp_path, text):
+    p = tmp_path / "ds.json"
+    p.write_text(text)
+    with pytest.raises(DoctorError) as e:
+        read_deepspeed(p)
+    assert e.value.exit_code == exitcodes.CONFIG_INVALID

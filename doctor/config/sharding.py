@@ -40,7 +40,7 @@ def _int(v: Any, name: str, default: int, top: int = 100_000) -> int:
         return default
     try:
         n = int(v)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):   # NaN, Infinity (json.loads takes both)
         raise DoctorError(f"{name}: expected a whole number, got {v!r}", exitcodes.CONFIG_INVALID)
     if not 0 <= n <= top:
         raise DoctorError(f"{name}: {n} out of range", exitcodes.CONFIG_INVALID)
