@@ -22,6 +22,10 @@ def _evidence(est: VramEstimate, config: TrainingConfig) -> dict:
                                                          f"{gib(est.high.total)}",
           "batch x seq": f"{i.batch_size} x {i.seq_len}", "quantization": i.quant,
           "gradient checkpointing": i.gc, "loss": i.loss}
+    if est.inputs.sharding:   # the estimate is one rank's (doctor/vram/sharding.py)
+        from doctor.vram.sharding import describe
+
+        ev["per GPU (one rank)"] = describe(dict(est.inputs.sharding))
     if est.gpu_free is not None:
         ev["gpu"] = f"{est.gpu_name}{' (what-if)' if est.whatif else ''}"
         ev["gpu usable"] = gib(est.gpu_free) + (f" ({est.gpu_reserve_reason})" if est.gpu_reserve else "")

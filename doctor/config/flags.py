@@ -31,6 +31,9 @@ class ConfigOverrides:
     framework: Optional[str] = None
     packing: Optional[bool] = None
     num_workers: Optional[int] = None
+    accelerate_config: Optional[str] = None
+    deepspeed: Optional[str] = None
+    num_gpus: Optional[int] = None
 
     def any(self) -> bool:
         return any(getattr(self, f.name) is not None for f in fields(self))
@@ -49,6 +52,9 @@ _FLAG_PARAMS = [
     ("framework", Annotated[Optional[str], typer.Option("--framework", help="unsloth or transformers.", rich_help_panel=PANEL)]),
     ("packing", Annotated[Optional[bool], typer.Option("--packing/--no-packing", help="SFT packing.", show_default=False, rich_help_panel=PANEL)]),
     ("num_workers", Annotated[Optional[int], typer.Option("--num-workers", min=0, help="dataloader_num_workers.", rich_help_panel=PANEL)]),
+    ("accelerate_config", Annotated[Optional[str], typer.Option("--accelerate-config", help="accelerate config YAML (DeepSpeed / FSDP / multi-GPU): per-rank VRAM.", rich_help_panel=PANEL)]),
+    ("deepspeed", Annotated[Optional[str], typer.Option("--deepspeed", help="DeepSpeed config JSON (ZeRO stage, offload): per-rank VRAM.", rich_help_panel=PANEL)]),
+    ("num_gpus", Annotated[Optional[int], typer.Option("--num-gpus", min=1, max=100000, help="Ranks the run uses (overrides the accelerate config's num_processes).", rich_help_panel=PANEL)]),
 ]
 
 

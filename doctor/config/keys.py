@@ -47,6 +47,7 @@ TRAIN_ARGS_KEYS = {
     "logging_steps": "logging_steps", "output_dir": "output_dir", "seed": "seed",
     "gradient_checkpointing": "use_gradient_checkpointing",
     "activation_checkpointing": "use_gradient_checkpointing",
+    "deepspeed": "deepspeed", "fsdp": "fsdp", "fsdp_config": "fsdp_config",
 }
 # Old TRL took these on SFTTrainer itself.
 TRAINER_KEYS = {"max_seq_length": "trainer_max_seq_length", "packing": "packing",

@@ -51,6 +51,11 @@ def read_config_file(path: Path) -> TrainingConfig:
     return structured.parse_yaml(text, str(path)) if kind == "yaml" else structured.parse_json(text, str(path))
 
 
+def read_sharding_file(path: Path, what: str) -> str:
+    """An accelerate / DeepSpeed config (a user file): the config limits, exit code 8."""
+    return read_limited_text(path, limits.MAX_CONFIG_BYTES, what, exitcodes.CONFIG_INVALID)
+
+
 def read_limited_text(path: Path, max_bytes: int, what: str, exit_code: int,
                       max_line: Optional[int] = limits.MAX_LINE_CHARS) -> str:
     """A UTF-8 text file within the stated size and line-length limits, checked before parsing;
@@ -127,6 +132,11 @@ def load_config(path: Optional[Path], overrides: Optional[ConfigOverrides] = Non
         apply_overrides(cfg, overrides)
     if path is None and cfg.framework is None:
         cfg.framework = "transformers"
+    from doctor.config.sharding import resolve as resolve_sharding   # multi-GPU: accelerate / DeepSpeed / FSDP
+
+    ov = overrides or ConfigOverrides()
+    cfg.sharding = resolve_sharding(cfg, read_sharding_file, ov.accelerate_config, ov.deepspeed, ov.num_gpus,
+                                    Path(path).parent if path is not None else None)
     from doctor.config.validate import validate_config
 
     validate_config(cfg)

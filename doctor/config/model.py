@@ -108,6 +108,12 @@ class TrainingConfig(JsonRecord):
     beta: Optional[float] = None                 # GRPO / DPO KL coefficient (GRPO: 0 = no reference)
     vllm_enable_sleep_mode: Optional[bool] = None         # GRPOConfig: vLLM releases its memory while training
 
+    # multi-GPU sharding (doctor/config/sharding.py reads the files; doctor/vram/sharding.py the memory)
+    deepspeed: Any = None                        # TrainingArguments deepspeed=: a JSON path or a dict
+    fsdp: Any = None                             # TrainingArguments fsdp= ("full_shard auto_wrap", ...)
+    fsdp_config: Any = None                      # TrainingArguments fsdp_config= (dict)
+    sharding: Optional[dict] = None              # resolved: kind, stage, world, offload_*, source
+
 
     # -- effective values, with the library defaults the checks need --
     @property

@@ -60,6 +60,7 @@ HIGH = Constants(context=1.0e9, k_layer=1.3, k_layer_unsloth=2.2, c_logits_hf=18
 class Breakdown:
     components: list[Component]
     host_offload: float = 0.0           # host RAM for Unsloth's offloaded checkpoints
+    host_sharded: float = 0.0           # host RAM per rank for ZeRO / FSDP CPU offload (doctor/vram/sharding.py)
 
     def part(self, key: str) -> float:
         return sum(c.bytes for c in self.components if c.key == key and c.at_peak)
@@ -299,7 +300,10 @@ def estimate(shape: ModelShape, inp: Inputs, k: Constants = MID) -> Breakdown:
     from doctor.vram.workloads import workload_components   # MoE, VLM, GRPO/vLLM, DPO reference
 
     comps += workload_components(shape, inp, k, comps)   # workloads hook
-    bd = Breakdown(components=comps, host_offload=host)
+    from doctor.vram.sharding import shard_components   # DDP / ZeRO / FSDP: one rank's share
+
+    comps, host_sharded = shard_components(shape, inp, comps)   # sharding hook
+    bd = Breakdown(components=comps, host_offload=host, host_sharded=host_sharded)
     slack = k.margin * bd.dynamic
     comps.append(Component("slack", "allocator slack", slack, token_dependent=True,
                            note=f"{k.margin:.0%} of the token part"))
@@ -362,6 +366,17 @@ class VramEstimate:
     def host_ram_needed(self) -> float:
         return self.high.host_offload
 
+    def _sharding_dict(self) -> Optional[dict]:
+        """The configured sharding and what one rank holds (components and totals above are per rank)."""
+        if not self.inputs.sharding:
+            return None
+        sh = dict(self.inputs.sharding)
+        world = int(sh.get("world") or 1)
+        return {**sh, "per_rank": {"low": int(self.low.total), "mid": int(self.mid.total), "high": int(self.high.total)},
+                "host_ram_per_rank": int(self.mid.host_sharded),
+                "host_ram_per_node": int(self.mid.host_sharded) * world,   # assumed: all ranks on one node
+                "host_ram_available": self.host_ram_available}
+
     def to_dict(self) -> dict:
         keys = [c.key for c in self.mid.components]
         comps = []
@@ -381,6 +396,7 @@ class VramEstimate:
                     "reserve_reason": self.gpu_reserve_reason, "whatif": self.whatif},
             "host_ram": {"offload_needed": int(self.host_ram_needed), "available": self.host_ram_available},
             "verdict": self.verdict,
+            "sharding": self._sharding_dict(),
             "max_batch_size": self.max_batch_size, "max_seq_len": self.max_seq_len,
             "assumptions": list(self.assumptions),
             "units": "bytes",
@@ -434,6 +450,13 @@ def estimate_for(facts, config) -> Optional[VramEstimate]:
     from doctor.vram.workloads import attach_workload
 
     low_in, mid_in, high_in = attach_workload(config, facts, low_in, mid_in, high_in, assumptions)  # workloads hook
+    sharding = getattr(config, "sharding", None)
+    if sharding:   # sharding hook: every edge of the band is one rank's
+        from doctor.vram.sharding import describe
+
+        low_in, mid_in, high_in = (replace(i, sharding=tuple(sorted(sharding.items())))
+                                   for i in (low_in, mid_in, high_in))
+        assumptions.append(f"per GPU (one rank): {describe(sharding)}")
     low, mid, high = band(shape, low_in, mid_in, high_in)
     est = VramEstimate(model=config.model_name or shape.name, shape=shape, inputs=mid_in,
                        low=low, mid=mid, high=high, inputs_high=high_in, assumptions=assumptions,

@@ -36,6 +36,7 @@ class Inputs:
     loss: str = "hf"                    # hf | liger | fused | unsloth-logits
     autocast: bool = True               # the step runs under torch.autocast (Trainer bf16/fp16=True)
     workload: Optional[object] = None   # doctor/vram/workloads.Workload (GRPO, DPO, vLLM, vision) # workloads hook
+    sharding: tuple = ()                # multi-GPU: TrainingConfig.sharding's items (doctor/vram/sharding.py)
 
     @property
     def tokens(self) -> int:

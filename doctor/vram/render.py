@@ -10,7 +10,7 @@ from doctor.vram.estimator import DOES_NOT_FIT, FITS, TIGHT, VramEstimate
 
 STYLE = {"context": "grey50", "weights": "blue", "dequant": "cyan", "lora": "green", "grads": "green3",
          "optimizer": "yellow", "checkpoints": "magenta", "activations": "bright_magenta",
-         "logits": "red", "slack": "white"}
+         "logits": "red", "slack": "white", "gathered": "blue", "buckets": "green3"}
 # distinct glyphs too, so the bar still reads without colour (logs, pasted issues)
 CHAR = {"context": "▒", "weights": "█", "dequant": "▓", "lora": "▚", "grads": "▚", "optimizer": "▚",
         "checkpoints": "▄", "activations": "▄", "logits": "▀", "slack": "░"}
@@ -78,6 +78,11 @@ def terminal_section(console: Console, est: VramEstimate) -> None:
     if est.host_ram_needed:
         extras.append(f"host RAM for offloaded checkpoints: {gib(est.high.host_offload)}"
                       + (f" of {gib(est.host_ram_available)} available" if est.host_ram_available else ""))
+    sh = est.to_dict()["sharding"]
+    if sh and sh["host_ram_per_rank"]:   # ZeRO / FSDP CPU offload
+        extras.append(f"host RAM for CPU offload: {gib(sh['host_ram_per_rank'])} per rank, "
+                      f"{gib(sh['host_ram_per_node'])} per node ({sh['world']} ranks assumed on one node)"
+                      + (f" of {gib(est.host_ram_available)} available" if est.host_ram_available else ""))
     if est.max_batch_size is not None:
         extras.append(fit_limits(est))
     if est.gpu_reserve >= 0.05 * 1024 ** 3:
@@ -103,6 +108,10 @@ def markdown_section(est: VramEstimate) -> str:
     lines.append("")
     if est.host_ram_needed:
         lines.append(f"- Host RAM for offloaded checkpoints: {gib(est.high.host_offload)}")
+    sh = est.to_dict()["sharding"]
+    if sh and sh["host_ram_per_rank"]:
+        lines.append(f"- Host RAM for CPU offload: {gib(sh['host_ram_per_rank'])} per rank, "
+                     f"{gib(sh['host_ram_per_node'])} per node ({sh['world']} ranks assumed on one node)")
     if est.max_batch_size is not None:
         limits = fit_limits(est)
         lines.append(f"- {limits[:1].upper()}{limits[1:]}")
