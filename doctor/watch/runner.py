@@ -179,7 +179,7 @@ class Runner:
                     last_cpu_poll = now
                 if self.proc.poll() is not None:
                     break
-                if w.overdue(now) and len(self.stalls) < self.max_stalls:
+                if w.overdue(now) and len(self.stalls) < self.max_stalls and self._still_overdue(w):
                     self._stall(w, now)
                     if self.kill_on_stall:
                         self.killed_on_stall = True
@@ -195,6 +195,14 @@ class Runner:
             self.relay.join(timeout=2.0 if not self.killed_on_stall else 0.1)
         for ev in reader.read_new():
             self._feed(w, ev)
+
+    def _still_overdue(self, w: Watch) -> bool:
+        """Look once more before calling it a stall: on a loaded machine this loop itself can go
+        unscheduled for seconds, and the child's CPU use or exit in that gap is not a stall."""
+        self._remember()
+        if self._cpu_moved():
+            w.feed({"kind": "activity", "t": time.time(), "what": "cpu"})
+        return self.proc.poll() is None and w.overdue(time.time())
 
     def _on_sigint(self, signum, frame) -> None:
         # the child got the same Ctrl-C from the terminal; a second one stops the whole tree
