@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -302,6 +303,9 @@ def test_a_rank_blocked_in_its_collator_is_named_the_first_to_stop(runs):
     assert "collate" in f["evidence"]["main_thread"]                        # rank 0's stack, not rank 1's
     assert res["cause"] == "data-pipeline"
     assert "rank 0 stopped first" in r["err"]
+    md = (r["dir"] / "report.md").read_text()               # the per-rank row agrees with the stall
+    assert re.search(r"rank 0 \(pid \d+\): step 4[^;|]*\(stopped first\)", md), md[-2000:]
+    assert "attach: dataloader-fetch; rank 0 stopped first" in md
     _no_survivors(r)
 
 

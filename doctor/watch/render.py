@@ -10,6 +10,7 @@ from rich.table import Table
 from doctor.units import gib
 from doctor.watch.chart import memory_label, memory_sparkline, step_sparkline
 from doctor.watch import ranks as rank_view
+from doctor.watch.diagnose import rank_focus
 from doctor.watch.result import WatchResult
 
 
@@ -37,11 +38,12 @@ def summary_rows(r: WatchResult) -> list[tuple[str, str]]:
     else:
         rows.append(("Progress", f"not available: {r.progress_note}"))
     if r.ranks:
-        rows.append(("Ranks", rank_view.describe(r.ranks, rank_view.first_stopped(r.ranks) if r.stalls else None)))
+        named = r.stalls[-1].first_stopped_rank if r.stalls else None        # as the stall named it
+        rows.append(("Ranks", rank_view.describe(r.ranks, next((x for x in r.ranks if x["rank"] == named), None))))
     for i, s in enumerate(r.stalls, 1):
         at = f"step {s.info.step}" if s.info.step else f"phase '{s.info.phase}'"
         rows.append((f"Stall {i}", f"{at}: no progress for {s.info.waited_s:.1f} s (deadline {s.info.deadline_s:.1f} s, "
-                                   f"{s.info.reason}); attach: {(s.diagnosis or {}).get('cause') or s.diagnosis_error}"
+                                   f"{s.info.reason}); attach: {(rank_focus(s) or {}).get('cause') or s.diagnosis_error}"
                                    + ("; recovered" if s.recovered else "")
                                    + (f"; rank {s.first_stopped_rank} stopped first" if s.first_stopped_rank is not None
                                       else "")))

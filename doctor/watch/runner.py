@@ -30,6 +30,7 @@ from doctor.repro.result import StallInfo
 from doctor.repro.supervisor import Sampler, sample_into
 from doctor.repro.watchdog import StallPolicy, Watch
 from doctor.watch import ranks as rank_view
+from doctor.watch.diagnose import rank_focus
 from doctor.watch.result import StallRecord
 
 POLL_S = 0.2
@@ -239,7 +240,7 @@ class Runner:
         rec.report_s = round(time.time() - now, 3)
         self.stalls.append(rec)
         self.on_event({"kind": "stall-diagnosed", "t": time.time(), "n": len(self.stalls),
-                       "cause": (rec.diagnosis or {}).get("cause"), "first_stopped_rank": rec.first_stopped_rank,
+                       "cause": (rank_focus(rec) or {}).get("cause"), "first_stopped_rank": rec.first_stopped_rank,
                        "stall": rec})
         w.acknowledge()
 
