@@ -263,3 +263,33 @@ def test_the_hook_reports_the_rank_from_its_environment(tmp_path):
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
     first, second = [e for e in map(json.loads, events.read_text().splitlines()) if e.get("text") == "x"]
     assert (first["rank"], first["local_rank"]) == (3, 1) and "rank" not in second
+
+
+@pytest.mark.parametrize("busy", [True, False])
+def test_a_stall_is_looked_at_once_more_before_it_is_reported(tmp_path, busy):
+    """The poll loop of a starved doctor can miss seconds of the child's work; the last look sees it."""
+    import time
+
+    import psutil
+
+    from doctor.watch.runner import Runner
+
+    code = ("import time\nt = time.time()\nwhile time.time() - t < 60: pass" if busy
+            else "import time\ntime.sleep(60)")
+    runner = Runner([sys.executable, "-c", code], tmp_path, StallPolicy(startup_grace_s=1.0), kill_on_stall=False,
+                    sampler=None, on_event=None)
+    runner.start()
+    try:
+        child = psutil.Process(runner.proc.pid)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (child.cpu_times().user < 0.3 if busy
+                                               else "sleep" not in " ".join(child.cmdline()) or
+                                               child.status() != psutil.STATUS_SLEEPING):
+            time.sleep(0.1)
+        runner._cpu_moved()                                 # what the last regular poll saw
+        time.sleep(1.0)                                     # ... then the loop was not scheduled for a while
+        w = Watch(StallPolicy(startup_grace_s=1.0), started=time.time() - 100)
+        assert w.overdue(time.time())
+        assert runner._still_overdue(w) is (not busy)       # the busy child's second of CPU is progress
+    finally:
+        runner.stop()
