@@ -3,7 +3,8 @@ on real processes (a tiny random-init Llama under transformers' Trainer and TRL'
 rank, a script asking for input, torchrun with two ranks). Checks: same stdout and exit code as without the doctor; a
 collator blocking at step 11 is a data-pipeline stall at step 11 within its deadline; an exception
 at step 5 comes with its traceback; a prompt and a rendezvous are named; a second stall is reported
-and the run kept going; nothing is left running.
+and the run kept going; under torchrun, the rank blocked in its collator is named the first to stop;
+nothing is left running.
 
 The runs start together (threads) so the file stays quick: each child mostly waits for a deadline.
 """

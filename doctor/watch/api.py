@@ -80,7 +80,7 @@ def collect(result: WatchResult, events: list[dict]) -> None:
         elif kind == "note":
             result.notes.append(str(e.get("text", "")))
         elif kind == "info":
-            result.info = {k: v for k, v in e.items() if k not in ("kind", "t", "pid")}
+            result.info = {k: v for k, v in e.items() if k not in ("kind", "t", "pid", "rank", "local_rank")}
         elif kind == "done":
             result.completed = True
     ranks = rank_progress(events)
