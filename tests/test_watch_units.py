@@ -190,3 +190,106 @@ def test_one_crash_table_serves_watch_and_repro():
     assert classify_crash(tail, 1).id == "exception"
     assert cuda_error_class("CUDA error: no kernel image is available") == ("no kernel image for this GPU", "FM-08")
     assert cuda_error_class("CUDA error: something new") == ("unclassified CUDA error", None)
+
+
+def _rank_events(progress: dict) -> list[dict]:
+    """progress: rank -> (last finished step, began the next?, time of its last step)."""
+    events = []
+    for rank, (last, began, t_last) in progress.items():
+        for step in range(1, last + 1):
+            events.append({"kind": "step", "step": step, "t": t_last - (last - step), "pid": 100 + rank,
+                           "rank": rank, "local_rank": rank, "duration_s": 0.5 + rank})
+        if began:
+            events.append({"kind": "step-begin", "step": last + 1, "t": t_last + 0.1, "pid": 100 + rank,
+                           "rank": rank, "local_rank": rank})
+    return events
+
+
+def test_the_rank_furthest_behind_stopped_first():
+    from doctor.watch.ranks import first_stopped, rank_progress
+
+    rows = rank_progress(_rank_events({0: (7, False, 50.0), 1: (6, True, 40.0), 2: (7, True, 51.0)}))
+    assert [(r["rank"], r["pid"], r["last_step"], r["began_next"]) for r in rows] == \
+        [(0, 100, 7, False), (1, 101, 6, True), (2, 102, 7, True)]
+    assert rows[1]["median_step_s"] == 1.5 and rows[1]["steps"] == 6
+    assert first_stopped(rows)["rank"] == 1                       # the lowest last step
+    rows = rank_progress(_rank_events({0: (7, True, 50.0), 1: (7, False, 51.0)}))
+    assert first_stopped(rows)["rank"] == 1                       # same step: the one that never began the next
+    rows = rank_progress(_rank_events({0: (7, False, 50.0), 1: (7, False, 49.0), 2: (7, False, 51.0)}))
+    assert first_stopped(rows)["rank"] == 1                       # a full tie: the oldest last step
+    assert first_stopped(rows, lineup_first=2)["rank"] == 2       # unless attach's line-up names one
+    assert first_stopped(rank_progress(_rank_events({0: (7, False, 50.0), 1: (5, False, 51.0)})),
+                         lineup_first=0)["rank"] == 1             # ...only among the ranks tied on progress
+    assert first_stopped(rank_progress(_rank_events({0: (3, False, 5.0)}))) is None    # one rank: no race
+
+
+def test_a_stall_under_a_launcher_is_explained_from_the_rank_that_stopped_first():
+    from doctor.repro.result import StallInfo
+    from doctor.watch.diagnose import diagnose
+    from doctor.watch.ranks import rank_progress
+    from doctor.watch.result import StallRecord, WatchResult
+
+    events = _rank_events({0: (4, True, 10.0), 1: (4, False, 10.0)})
+    diag = {"pid": 1, "cause": "nccl-collective", "findings": [{"title": "waiting in a collective"}],
+            "processes": [{"pid": 1, "cause": None, "threads": []},
+                          {"pid": 100, "cause": "nccl-collective", "threads": [
+                              {"main": True, "key_frames": ["all_reduce (distributed_c10d.py:1)"]}]},
+                          {"pid": 101, "cause": "dataloader-fetch", "threads": [
+                              {"main": True, "key_frames": ["collate (train.py:46)"]}]}],
+            "ranks": {"first": 1, "rows": [{"rank": 0, "collective": "all_reduce", "site": "train.py:9"},
+                                           {"rank": 1, "where": "waits in collate (train.py:46)"}]}}
+    stall = StallRecord(info=StallInfo(step=5, phase="training", waited_s=5.0, deadline_s=4.0, reason="floor 4 s",
+                                       detected_at=20.0), diagnosis=diag, ranks=rank_progress(events),
+                        first_stopped_rank=1)
+    r = WatchResult(command=["torchrun"], out_dir="x", progress="trainer", stalls=[stall], killed_on_stall=True)
+    cause, findings = diagnose(r)
+    f = findings[0]
+    assert cause == "data-pipeline" and f.id == "watch.stall.data-pipeline"
+    assert "rank 1 stopped first" in f.title and f.evidence["first_stopped_rank"] == 1
+    assert f.evidence["main_thread"] == "collate (train.py:46)"
+    assert "rank 0: in all_reduce at train.py:9" in f.evidence["rank_lineup"]
+    stall.first_stopped_rank, stall.ranks = None, []                    # without ranks: the tree's own cause
+    cause, findings = diagnose(r)
+    assert cause != "data-pipeline" and "stopped first" not in findings[0].title
+
+
+def test_the_hook_reports_the_rank_from_its_environment(tmp_path):
+    events = tmp_path / "events.jsonl"
+    code = "import doctor_watch_hook as h; h.emit('note', text='x')"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "doctor/watch/instrument"),
+               DOCTOR_WATCH_EVENTS=str(events), RANK="3", LOCAL_RANK="1")
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
+    env.pop("RANK"), env.pop("LOCAL_RANK")
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
+    first, second = [e for e in map(json.loads, events.read_text().splitlines()) if e.get("text") == "x"]
+    assert (first["rank"], first["local_rank"]) == (3, 1) and "rank" not in second
+
+
+@pytest.mark.parametrize("busy", [True, False])
+def test_a_stall_is_looked_at_once_more_before_it_is_reported(tmp_path, busy):
+    """The poll loop of a starved doctor can miss seconds of the child's work; the last look sees it."""
+    import time
+
+    import psutil
+
+    from doctor.watch.runner import Runner
+
+    code = ("import time\nt = time.time()\nwhile time.time() - t < 60: pass" if busy
+            else "import time\ntime.sleep(60)")
+    runner = Runner([sys.executable, "-c", code], tmp_path, StallPolicy(startup_grace_s=1.0), kill_on_stall=False,
+                    sampler=None, on_event=None)
+    runner.start()
+    try:
+        child = psutil.Process(runner.proc.pid)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (child.cpu_times().user < 0.3 if busy
+                                               else "sleep" not in " ".join(child.cmdline()) or
+                                               child.status() != psutil.STATUS_SLEEPING):
+            time.sleep(0.1)
+        runner._cpu_moved()                                 # what the last regular poll saw
+        time.sleep(1.0)                                     # ... then the loop was not scheduled for a while
+        w = Watch(StallPolicy(startup_grace_s=1.0), started=time.time() - 100)
+        assert w.overdue(time.time())
+        assert runner._still_overdue(w) is (not busy)       # the busy child's second of CPU is progress
+    finally:
+        runner.stop()

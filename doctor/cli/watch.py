@@ -18,7 +18,10 @@ def _progress(event: dict) -> None:
         at = f"step {event['step']}" if event.get("step") else f"phase '{event.get('phase')}'"
         text = f"STALL {event.get('n')} at {at}: no progress for {event.get('waited_s', 0):.1f} s; sampling the process tree"
     elif kind == "stall-diagnosed":
-        text = f"stall {event.get('n')}: {event.get('cause') or 'stacks not readable'} (details in the report at the end)"
+        text = f"stall {event.get('n')}: {event.get('cause') or 'stacks not readable'}"
+        if event.get("first_stopped_rank") is not None:
+            text += f"; rank {event['first_stopped_rank']} stopped first"
+        text += " (details in the report at the end)"
     else:
         return
     sys.stderr.write(f"\ndoctor watch: {text}\n")

@@ -19,6 +19,7 @@ from doctor.exitcodes import DoctorError
 from doctor.repro.watchdog import StallPolicy
 from doctor.watch import chart
 from doctor.watch.crash import classify_crash
+from doctor.watch.ranks import rank_progress
 from doctor.watch.diagnose import diagnose
 from doctor.watch.result import WatchResult, WatchStep
 from doctor.watch.runner import EventHook, Runner, Sampler
@@ -79,9 +80,11 @@ def collect(result: WatchResult, events: list[dict]) -> None:
         elif kind == "note":
             result.notes.append(str(e.get("text", "")))
         elif kind == "info":
-            result.info = {k: v for k, v in e.items() if k not in ("kind", "t", "pid")}
+            result.info = {k: v for k, v in e.items() if k not in ("kind", "t", "pid", "rank", "local_rank")}
         elif kind == "done":
             result.completed = True
+    ranks = rank_progress(events)
+    result.ranks = ranks if len(ranks) > 1 else []
     hooked = [e for e in events if e.get("kind") == "hooked"]
     trainer = any(e.get("target") == "transformers.Trainer" for e in hooked) or result.steps
     if result.steps or any(e.get("kind") == "phase" and e.get("phase") == "training" for e in events):

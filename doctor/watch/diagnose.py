@@ -13,6 +13,7 @@ from typing import Optional
 from doctor.findings import Finding, Severity
 from doctor.repro import diagnose as repro_diag
 from doctor.repro.result import ReproResult
+from doctor.watch import ranks as rank_view
 from doctor.watch.result import StallRecord, WatchResult
 
 # attach causes that name the stall better than repro's generic "stall.other"
@@ -37,17 +38,34 @@ def _fmt(text: str, values: dict) -> str:
         return text
 
 
+def _first_rank_pid(s: StallRecord) -> Optional[int]:
+    row = next((x for x in s.ranks if x.get("rank") == s.first_stopped_rank), None)
+    return row.get("pid") if row else None
+
+
+def rank_focus(s: StallRecord) -> Optional[dict]:
+    """The tree's diagnosis seen from the rank that stopped first: its process is the root and its own
+    cause is the cause (the other ranks only wait for it in a collective). Unchanged without ranks."""
+    diag, pid = s.diagnosis, _first_rank_pid(s)
+    if not diag or pid is None:
+        return diag
+    proc = next((p for p in diag.get("processes") or [] if p.get("pid") == pid), None)
+    if proc is None:
+        return diag
+    return dict(diag, pid=pid, cause=proc.get("cause") or diag.get("cause"))
+
+
 def _shim(r: WatchResult, s: StallRecord) -> ReproResult:
     """The parts of a ReproResult that repro's stall and step findings read."""
     steps = [x for x in r.steps if x.t_end <= s.info.detected_at]
     return ReproResult(out_dir=r.out_dir, model_size="", steps_planned=0, policy=dict(r.policy), steps=steps,
-                       stalled=True, stall=s.info, diagnosis=s.diagnosis, diagnosis_error=s.diagnosis_error,
+                       stalled=True, stall=s.info, diagnosis=rank_focus(s), diagnosis_error=s.diagnosis_error,
                        host=s.host)
 
 
 def stall_finding(r: WatchResult, s: StallRecord, prompt_line: str = "") -> tuple[str, Finding]:
     cause, f = repro_diag.stall_finding(_shim(r, s))
-    acause = (s.diagnosis or {}).get("cause") or ""
+    acause = (rank_focus(s) or {}).get("cause") or ""
     new_id = STALL_IDS.get(acause) if f.id in ("repro.stall.other",) else None
     f = dataclasses.replace(f, id=new_id or f.id.replace("repro.", "watch.", 1), check="watch",
                             evidence=dict(f.evidence))
@@ -55,6 +73,16 @@ def stall_finding(r: WatchResult, s: StallRecord, prompt_line: str = "") -> tupl
         f.evidence["progress"] = "no step reports: output and CPU activity were the only progress signal"
         if s.info.phase != "training":
             f.title = f.title.replace("at the 'starting' phase", "with no output and no CPU use")
+    if s.first_stopped_rank is not None:
+        f.title += f" (rank {s.first_stopped_rank} stopped first)"
+        f.evidence["first_stopped_rank"] = s.first_stopped_rank
+        f.evidence["ranks"] = rank_view.describe(s.ranks, next(x for x in s.ranks if x["rank"] == s.first_stopped_rank))
+        lineup = (s.diagnosis or {}).get("ranks") or {}
+        if lineup.get("rows"):
+            f.evidence["rank_lineup"] = "; ".join(
+                f"rank {x.get('rank')}: " + (f"in {x['collective']} at {x.get('site') or '?'}" if x.get("collective")
+                                              else (x.get("where") or x.get("cause") or "?"))
+                for x in lineup["rows"])[:600]
     if acause == "terminal-input" and prompt_line:
         f.evidence["last_output_line"] = prompt_line
     if s.recovered:

@@ -9,6 +9,8 @@ from rich.table import Table
 
 from doctor.units import gib
 from doctor.watch.chart import memory_label, memory_sparkline, step_sparkline
+from doctor.watch import ranks as rank_view
+from doctor.watch.diagnose import rank_focus
 from doctor.watch.result import WatchResult
 
 
@@ -35,11 +37,16 @@ def summary_rows(r: WatchResult) -> list[tuple[str, str]]:
             rows.append((memory_label(r), mem))
     else:
         rows.append(("Progress", f"not available: {r.progress_note}"))
+    if r.ranks:
+        named = r.stalls[-1].first_stopped_rank if r.stalls else None        # as the stall named it
+        rows.append(("Ranks", rank_view.describe(r.ranks, next((x for x in r.ranks if x["rank"] == named), None))))
     for i, s in enumerate(r.stalls, 1):
         at = f"step {s.info.step}" if s.info.step else f"phase '{s.info.phase}'"
         rows.append((f"Stall {i}", f"{at}: no progress for {s.info.waited_s:.1f} s (deadline {s.info.deadline_s:.1f} s, "
-                                   f"{s.info.reason}); attach: {(s.diagnosis or {}).get('cause') or s.diagnosis_error}"
-                                   + ("; recovered" if s.recovered else "")))
+                                   f"{s.info.reason}); attach: {(rank_focus(s) or {}).get('cause') or s.diagnosis_error}"
+                                   + ("; recovered" if s.recovered else "")
+                                   + (f"; rank {s.first_stopped_rank} stopped first" if s.first_stopped_rank is not None
+                                      else "")))
     if r.crash:
         what = f"{r.crash.get('exc_type') or ''} {r.crash.get('message', '')[:160]}".strip() or f"exit code {r.exit_code}"
         rows.append(("Crash", f"{r.crash.get('id')}: {what}"))

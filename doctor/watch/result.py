@@ -23,6 +23,8 @@ class StallRecord:
     host: Optional[dict] = None           # host memory and the tree at the stall (doctor.repro.host)
     recovered: bool = False               # progress came back after it (the run was kept going)
     report_s: Optional[float] = None      # from the stall's detection to its diagnosis being written
+    ranks: list[dict] = field(default_factory=list)       # per-rank progress at the stall (doctor.watch.ranks)
+    first_stopped_rank: Optional[int] = None              # the rank furthest behind at the stall
 
 
 @dataclass
@@ -48,6 +50,7 @@ class WatchResult:
     duration_s: float = 0.0
     pids_seen: list[int] = field(default_factory=list)
     leftover_pids: list[int] = field(default_factory=list)
+    ranks: list[dict] = field(default_factory=list)       # per-rank progress under a launcher (doctor.watch.ranks)
 
     def median_step_s(self) -> Optional[float]:
         return median_step_s(self.steps)

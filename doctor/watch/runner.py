@@ -29,6 +29,8 @@ from doctor.repro.events import EventReader
 from doctor.repro.result import StallInfo
 from doctor.repro.supervisor import Sampler, sample_into
 from doctor.repro.watchdog import StallPolicy, Watch
+from doctor.watch import ranks as rank_view
+from doctor.watch.diagnose import rank_focus
 from doctor.watch.result import StallRecord
 
 POLL_S = 0.2
@@ -178,7 +180,7 @@ class Runner:
                     last_cpu_poll = now
                 if self.proc.poll() is not None:
                     break
-                if w.overdue(now) and len(self.stalls) < self.max_stalls:
+                if w.overdue(now) and len(self.stalls) < self.max_stalls and self._still_overdue(w):
                     self._stall(w, now)
                     if self.kill_on_stall:
                         self.killed_on_stall = True
@@ -194,6 +196,14 @@ class Runner:
             self.relay.join(timeout=2.0 if not self.killed_on_stall else 0.1)
         for ev in reader.read_new():
             self._feed(w, ev)
+
+    def _still_overdue(self, w: Watch) -> bool:
+        """Look once more before calling it a stall: on a loaded machine this loop itself can go
+        unscheduled for seconds, and the child's CPU use or exit in that gap is not a stall."""
+        self._remember()
+        if self._cpu_moved():
+            w.feed({"kind": "activity", "t": time.time(), "what": "cpu"})
+        return self.proc.poll() is None and w.overdue(time.time())
 
     def _on_sigint(self, signum, frame) -> None:
         # the child got the same Ctrl-C from the terminal; a second one stops the whole tree
@@ -218,19 +228,27 @@ class Runner:
                          deadline_s=d.seconds, reason=d.reason, detected_at=now)
         self.on_event({"kind": "stall", "t": now, "step": info.step, "phase": w.phase, "waited_s": info.waited_s,
                        "n": len(self.stalls) + 1})
-        rec = StallRecord(info=info)
+        rec = StallRecord(info=info, ranks=rank_view.rank_progress(self.events))
+        # the whole tree (the launcher and every rank): attach lines the ranks up (doctor.attach.ranks)
         sample_into(rec, self.sampler, self.proc.pid)
+        first = rank_view.first_stopped(rec.ranks, ((rec.diagnosis or {}).get("ranks") or {}).get("first"))
+        if first is not None:
+            rec.first_stopped_rank = first["rank"]
         snap = host.host_snapshot(self.proc.pid)
-        snap["root_pid"] = self._training_pid()
+        snap["root_pid"] = self._training_pid(rec)
         rec.host = snap
         rec.report_s = round(time.time() - now, 3)
         self.stalls.append(rec)
         self.on_event({"kind": "stall-diagnosed", "t": time.time(), "n": len(self.stalls),
-                       "cause": (rec.diagnosis or {}).get("cause"), "stall": rec})
+                       "cause": (rank_focus(rec) or {}).get("cause"), "first_stopped_rank": rec.first_stopped_rank,
+                       "stall": rec})
         w.acknowledge()
 
-    def _training_pid(self) -> int:
-        """The process that reports steps (a rank under a launcher), else the child."""
+    def _training_pid(self, rec: StallRecord) -> int:
+        """The process that reports steps (under a launcher: the rank that stopped first), else the child."""
+        first = next((r for r in rec.ranks if r["rank"] == rec.first_stopped_rank), None)
+        if first is not None and isinstance(first.get("pid"), int):
+            return first["pid"]
         pids = [e.get("pid") for e in self.events if e.get("kind") == "step"]
         return pids[-1] if pids else self.proc.pid
 

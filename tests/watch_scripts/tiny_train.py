@@ -4,6 +4,7 @@ transformers Trainer (or TRL's SFTTrainer with --sft), a few steps on CPU.
 Faults, by argument: --block-at N  the collator blocks (sleeps) when building the batch of step N
                                    (accelerate's DataLoaderShard fetches one batch ahead: collate
                                    call N+1 builds step N's batch)
+                     --block-rank R  with --block-at: only the rank whose RANK is R blocks
                      --raise-at N  the collator raises ValueError at batch N
                      --prompt      asks for input before training (like wandb's login prompt)
 It prints the same lines with or without the doctor (no timing in the output)."""
@@ -21,6 +22,7 @@ p = argparse.ArgumentParser()
 p.add_argument("--steps", type=int, default=6)
 p.add_argument("--block-at", type=int, default=0)
 p.add_argument("--raise-at", type=int, default=0)
+p.add_argument("--block-rank", type=int, default=-1)     # with --block-at under torchrun: only this RANK blocks
 p.add_argument("--prompt", action="store_true")
 p.add_argument("--sft", action="store_true")
 p.add_argument("--out", default="tiny-out")
@@ -37,7 +39,8 @@ calls = {"n": 0}
 
 def collate(batch):
     calls["n"] += 1
-    if a.block_at and calls["n"] == a.block_at + 1:
+    blocks_here = a.block_rank < 0 or int(os.environ.get("RANK", "0")) == a.block_rank
+    if a.block_at and blocks_here and calls["n"] == a.block_at + 1:
         print(f"collator: blocking at batch {calls['n']}", flush=True)
         while True:
             time.sleep(1)

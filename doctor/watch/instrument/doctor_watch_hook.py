@@ -33,6 +33,9 @@ def emit(kind, **fields):
             _state["fd"] = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             _state["pid"], _state["written"] = pid, 0
         record = dict(kind=kind, t=time.time(), pid=pid, **fields)
+        rank = _rank()
+        if rank:
+            record.update(rank)
         data = (json.dumps(record, default=str) + "\n").encode()
         if _state["written"] + len(data) > MAX_BYTES:
             _state["off"] = True
@@ -42,6 +45,16 @@ def emit(kind, **fields):
         _state["written"] += len(data)
     except Exception:
         _state["off"] = True
+
+
+def _rank():
+    """RANK / LOCAL_RANK from a launcher's environment (torchrun, accelerate): which rank reports."""
+    out = {}
+    for key, name in (("RANK", "rank"), ("LOCAL_RANK", "local_rank")):
+        v = os.environ.get(key, "")
+        if v.isdigit():
+            out[name] = int(v)
+    return out
 
 
 def _memory():
