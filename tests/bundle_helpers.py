@@ -2,6 +2,7 @@
 of a bundle back."""
 from __future__ import annotations
 
+import ast
 import re
 import zipfile
 from pathlib import Path
@@ -109,3 +110,26 @@ def texts_of(path: Path) -> dict[str, str]:
 def fenced_python(issue_text: str) -> list[str]:
     """The ```python blocks of an issue body."""
     return [m[1] for m in re.findall(r"^(`{3,})python\n(.*?)^\1[ \t]*$", issue_text, re.S | re.M)]
+
+
+def _doctor_text() -> str:
+    """Text the doctor writes on its own: every string literal in doctor/ and checks/, the data tables
+    and the fact snapshots. Hypothesis also draws text from the string constants of the modules loaded
+    (which depends on what ran before), so a generated "password" can be, say, `load_in_8bit`: the
+    doctor writes that word itself, as a key, and finding it in a bundle is no leak."""
+    root = Path(__file__).resolve().parent.parent
+    parts = []
+    for path in list((root / "doctor").rglob("*.py")) + list((root / "checks").rglob("*.py")):
+        parts += [n.value for n in ast.walk(ast.parse(path.read_text()))
+                  if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+    for path in list((root / "checks" / "data").glob("*.json")) + list((root / "examples" / "facts").glob("*.json")):
+        parts.append(path.read_text())
+    return "\n".join(parts)
+
+
+DOCTOR_TEXT = _doctor_text()
+
+
+def doctor_writes(value: str) -> bool:
+    """value occurs in text the doctor writes by itself (see _doctor_text)."""
+    return value in DOCTOR_TEXT

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from doctor.redact import is_high_entropy
 from tests import redact_strategies as S
-from tests.bundle_helpers import fenced_python, plant_bundle, texts_of, token_present
+from tests.bundle_helpers import doctor_writes, fenced_python, plant_bundle, texts_of, token_present
 
 # derandomized: the same examples every run (CI cannot flake); ~10 s per config kind here
 # (no shrinking: a failure prints its example, and shrinking a bundle build takes minutes)
@@ -152,29 +152,12 @@ _common = dict(user=S.name, host=S.hostname, name=S.code_name, name2=S.code_name
                rnd=S.random_token.filter(is_high_entropy), other=st.sampled_from(["hf_token", "args.token", "TOKEN"]))
 
 
-def _doctor_literals() -> frozenset[str]:
-    """Every string literal in the doctor's own code. Hypothesis also draws text from the string
-    constants of the modules loaded (which depends on what ran before), so a generated "password" can
-    be, say, `load_in_8bit`: the doctor writes that word itself, as a key, and finding it in the bundle
-    is no leak."""
-    root = Path(__file__).resolve().parent.parent
-    out = set()
-    for path in list((root / "doctor").rglob("*.py")) + list((root / "checks").rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str):
-                out.add(node.value)
-    return frozenset(out)
-
-
-DOCTOR_LITERALS = _doctor_literals()
-
-
 def _distinct(user, host, secrets):
     assume(user not in host and len({user, host}) == 2)
     # a generated password that is a substring of a kept value would be a false alarm
     kept = " ".join(KEEP_LOG + KEEP_SCRIPT) + " doctor-bundle-test.zip train.py train.yaml train.json python"
     assume(not any(s in kept for s in secrets) and not token_present(user, kept) and not token_present(host, kept))
-    assume(not any(s in DOCTOR_LITERALS for s in secrets))
+    assume(not any(doctor_writes(s) for s in secrets))
 
 
 @given(**_common)
