@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _lint_imports(root: Path, *args: str) -> subprocess.CompletedProcess:
     exe = shutil.which("lint-imports") or str(Path(sys.executable).with_name("lint-imports"))
     if not Path(exe).exists():
-        pytest.skip("import-linter is not installed (pip install -e '.[test]')")
+        pytest.fail("import-linter is not installed (pip install -e '.[test]'): the layer contract cannot be checked")
     env = dict(os.environ, PYTHONPATH=str(root))
     return subprocess.run([exe, "--no-cache", *args], cwd=root, env=env, capture_output=True, text=True,
                           timeout=300)
