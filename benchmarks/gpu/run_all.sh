@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every GPU measurement in one call to the lent machine (2 GPUs if available, else 1).
 #   bash benchmarks/gpu/run_all.sh RESULTS_DIR [PART ...]
-#   PARTS: facts bench bundle grid holdout repro cudastall attach ddp ranks (default: the first run's set)
+#   PARTS: facts bench bundle grid holdout repro cudastall attach ddp ranks workloads set7 (default: the first run's set)
 # Wheels in .whl/ (made by benchmarks/gpu/fetch_wheels.sh) are installed into /tmp/site first (no internet there). Long parts run in
 # parallel on separate GPUs; each part has its own time limit so the others still report.
 set -u
@@ -46,6 +46,16 @@ if has repro; then
 fi
 if has attach; then
   (sleep 20; CUDA_VISIBLE_DEVICES=0 timeout 200 python3 benchmarks/gpu/attach_states.py "$R/attach" > "$R/attach.log" 2>&1; echo "attach rc=$?" >> "$R/attach.log") & pids+=($!)
+fi
+if has workloads; then   # issue 16: sequential rows (2 at once) beside set7; started first for its idle-card context probe
+  (timeout ${WORKLOADS_S:-500} python3 benchmarks/gpu/vram_workloads.py "$R/workloads" --jobs ${WORKLOADS_JOBS:-2} > "$R/workloads.log" 2>&1; echo "workloads rc=$?" >> "$R/workloads.log") & pids+=($!)
+  sleep 15
+fi
+if has set7; then       # issue 12: the rows set 7 still lacks, the verdict's 0.85 x LOW half, the Unsloth verdicts
+  (timeout ${SET7_S:-520} python3 benchmarks/gpu/vram_bisect.py "$R/set7" measure --rows "${SET7_ROWS:?}" \
+     --verdict-rows "${SET7_VERDICT:-}" --measured "${SET7_MEASURED:-benchmarks/results/h200-2026-12-03/vram_bisect_run1.json}" \
+     --low-verdict --max-bisect ${SET7_BISECT:-2} --card-gib ${SET7_CARD_GIB:-96} --budget-s $(( ${SET7_S:-520} - 100 )) \
+     > "$R/set7.log" 2>&1; echo "set7 rc=$?" >> "$R/set7.log") & pids+=($!)
 fi
 for p in "${pids[@]}"; do wait "$p"; done
 if has ddp && [ "$NGPU" -gt 1 ]; then

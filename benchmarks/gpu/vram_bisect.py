@@ -142,7 +142,7 @@ class Runner:
         self.args, self.device, self.env, self.ckpt_root = args, device, env, ckpt_root
         self.start = time.time()
         self.deadline = self.start + args.budget_s
-        self.budget = Budget(CARD_BUDGET if device == "cuda" else 1e18)
+        self.budget = Budget(args.card_gib * GIB if device == "cuda" else 1e18)
         self.lock = threading.Lock()
 
     def spec(self, row: dict, cap: float | None) -> dict:
@@ -215,13 +215,15 @@ def measure_row(r: Runner, entry: dict, save) -> None:
     if peak.get("status") != "ok" or r.device != "cuda":
         return
     # 2. bisect: lo = peak allocated (the live bytes: no cap below trains), hi = peak reserved (trained)
+    if r.args.low_verdict and row["set"] == "held-out":   # the verdict's other half; the peak run was "at HIGH"
+        low_verdict(r, entry, peak.get("context_bytes") or int(0.75 * GIB), save)
     lo, hi = float(peak["peak_allocated"]), float(peak["peak_reserved"])
     entry["bisect"] = []
     first = True
-    while hi - lo > RESOLUTION:
-        # the first trial just above the live bytes: most rows train there (little fragmentation), and
-        # then one trial settles the row to RESOLUTION
-        mid = lo + RESOLUTION if first else (lo + hi) / 2
+    while hi - lo > RESOLUTION and len(entry["bisect"]) < r.args.max_bisect:
+        # run 2 (2026-12-03): a first trial just above the live bytes ran out of memory on 12 of 12
+        # rows (fragmentation under a cap is real), so bisect from the midpoint unless asked
+        mid = lo + RESOLUTION if first and r.args.first_above_live else (lo + hi) / 2
         first = False
         t = r.trial(row, mid, mid)
         if t.get("status") == "oom" and device_full(t):
@@ -243,6 +245,18 @@ def measure_row(r: Runner, entry: dict, save) -> None:
     entry["least_total"] = int(hi + ctx)
     entry["peak_total"] = int(peak["peak_reserved"] + ctx)
     save()
+
+
+def low_verdict(r: Runner, entry: dict, ctx: int, save) -> None:
+    """Capped at 0.85 x the LOW edge (minus the context): it should run out of memory."""
+    total = 0.85 * entry["estimate"]["low"]
+    cap = max(0.25 * GIB, total - ctx)
+    t = r.trial(entry, cap, cap)
+    if t.get("status") == "oom" and device_full(t):
+        t = dict(r.trial(entry, cap, cap), retried_after="device-full")
+    entry.setdefault("verdict", {})["0.85low"] = t
+    save()
+    r.log(f"{entry['id']:<4} at 0.85low ({total / GIB:.2f} GiB total, cap {cap / GIB:.2f}): {t.get('status')}")
 
 
 def verdict_row(r: Runner, entry: dict, measured: dict, save) -> None:
@@ -308,6 +322,15 @@ def main(argv=None) -> int:
     ap.add_argument("--budget-s", type=float, default=420.0, help="start no trial after this")
     ap.add_argument("--measured", type=Path, help="verdict: the measure run's JSON (per-row CUDA context)")
     ap.add_argument("--cpu-smoke", action="store_true")
+    ap.add_argument("--card-gib", type=float, default=CARD_BUDGET / GIB,
+                    help="caps + allowances may sum to this (less when another job shares the card)")
+    ap.add_argument("--max-bisect", type=int, default=1_000_000, help="measure: at most this many bisection trials a row")
+    ap.add_argument("--first-above-live", action="store_true",
+                    help="measure: first bisection trial at peak allocated + RESOLUTION (the old order)")
+    ap.add_argument("--low-verdict", action="store_true",
+                    help="measure: also run each row capped at 0.85 x LOW (the peak run is capped at HIGH)")
+    ap.add_argument("--verdict-rows", default="",
+                    help="measure: rows that get only the verdict (context from --measured), in the same schedule")
     ap.add_argument("--site", default="/tmp/site" if Path("/tmp/site").is_dir() else None)
     ap.add_argument("--ckpt-dir", type=Path, default=Path("/tmp/vram_grid_ckpt"))
     args = ap.parse_args(argv)
@@ -322,6 +345,9 @@ def main(argv=None) -> int:
     versions = vg.installed_versions(args.site)
     selected = args.rows or (",".join(r[0] for r in ROWS if r[0].startswith("H")) if args.mode == "verdict" else None)
     todo = rows(selected, args.cpu_smoke)
+    verdict_only = {r["id"] for r in rows(args.verdict_rows, args.cpu_smoke)} if args.verdict_rows else set()
+    if verdict_only:
+        todo += [r for r in rows(args.verdict_rows, args.cpu_smoke) if r["id"] not in {t["id"] for t in todo}]
     if "unsloth" not in versions:
         todo = [r for r in todo if r["framework"] != "unsloth"]
     ckpt_root = args.ckpt_dir / ("smoke" if args.cpu_smoke else "grid")
@@ -389,7 +415,8 @@ def main(argv=None) -> int:
     else:
         if args.mode == "all":
             runner.deadline -= args.verdict_s
-        phase(results["rows"], lambda e: measure_row(runner, e, save))
+        phase(results["rows"], lambda e: (verdict_row(runner, e, measured, save) if e["id"] in verdict_only
+                                          else measure_row(runner, e, save)))
     if args.mode == "all":
         results["refit"] = refit(results)
         apply_refit(results["refit"])

@@ -29,7 +29,9 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -309,8 +311,21 @@ def child_main(spec: str) -> None:
     print(MARK + json.dumps(res), flush=True)
 
 
+def device_full(res: dict) -> bool:
+    """An OOM because other jobs filled the card ('Tried to allocate X ... of which Y is free', Y < X),
+    not because this row needs more than the card: retried, not recorded."""
+    import re
+
+    err = res.get("error") or ""
+    m1 = re.search(r"Tried to allocate ([\d.]+) (GiB|MiB)", err)
+    m2 = re.search(r"of which ([\d.]+) (GiB|MiB) is free", err)
+    size = lambda m: float(m.group(1)) * (1 if m.group(2) == "GiB" else 1 / 1024)   # noqa: E731
+    return bool(res.get("oom") and m1 and m2 and size(m2) < size(m1))
+
+
 def run_child(row: dict, timeout: float) -> dict:
-    env = dict(os.environ, **ENV, PYTHONPATH=str(REPO))
+    # the repository first, then whatever the caller had (the GPU machine's carried wheels: bitsandbytes)
+    env = dict(os.environ, **ENV, PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
     try:
         p = subprocess.run([sys.executable, __file__, "--child", json.dumps(row)], capture_output=True, text=True,
                            timeout=timeout, env=env, start_new_session=True)
@@ -344,25 +359,39 @@ def main(argv=None) -> int:
     ap.add_argument("--ckpt-dir", default="/tmp/vram_workloads_ckpt")
     ap.add_argument("--only", default="", help="run rows whose id contains this")
     ap.add_argument("--timeout", type=float, default=240)
+    ap.add_argument("--jobs", type=int, default=1, help="rows at once (each peak is its own process's)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     gpu = {"context": 0, "total": 24 * 1024 ** 3} if args.cpu_smoke else gpu_context()
     results = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "gpu": gpu, "rows": []}
-    for row in grid(args.cpu_smoke):
-        if args.only and args.only not in row["id"]:
-            continue
+    lock = threading.Lock()
+
+    def one(row: dict) -> None:
         row = dict(row, ckpt_dir=args.ckpt_dir, cpu=args.cpu_smoke)
         est = estimate_row(row, int(gpu.get("total") or 0))
         meas = run_child(row, args.timeout)
+        for _ in range(3):   # the card shared with other jobs (--jobs, or another benchmark)
+            if not device_full(meas):
+                break
+            time.sleep(20)
+            meas = dict(run_child(row, args.timeout), retried_after="device-full")
         rec = {"id": row["id"], "estimate": est, "measured": meas}
         if "peak_reserved" in meas and gpu.get("context") is not None:
             peak = meas["peak_reserved"] + gpu["context"]
             rec.update(peak=peak, error=(est["mid"] - peak) / peak, false_fit=est["high"] < peak)
-        results["rows"].append(rec)
-        (out / "vram_workloads.json").write_text(json.dumps(results, indent=1))
+        with lock:
+            results["rows"].append(rec)
+            (out / "vram_workloads.json").write_text(json.dumps(results, indent=1))
         print(row["id"], json.dumps({k: rec.get(k) for k in ("peak", "error", "false_fit")}), meas.get("error", ""),
               flush=True)
+
+    todo = [r for r in grid(args.cpu_smoke) if not args.only or args.only in r["id"]]
+    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        list(pool.map(one, todo))
+    order = {r["id"]: i for i, r in enumerate(todo)}
+    results["rows"].sort(key=lambda r: order[r["id"]])
+    (out / "vram_workloads.json").write_text(json.dumps(results, indent=1))
     (out / "vram_workloads.md").write_text(markdown(results))
     return 0 if all("error" not in r["measured"] for r in results["rows"]) else 1
 
