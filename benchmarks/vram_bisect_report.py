@@ -1,6 +1,6 @@
 """Set 7 (issue 12): benchmarks/gpu/vram_bisect.py's JSON -> a markdown table and the held-out figures.
 
-    python benchmarks/vram_bisect_report.py RUN1.json [RUN2.json ...] [--verdict RESULTS/vram_verdict.json]
+    python benchmarks/vram_bisect_report.py RUN1.json [RUN2.json ...] [--verdict RESULTS/vram_verdict.json ...]
 
 Several runs merge by row id: a row measured (not skipped) in a later run replaces the earlier one.
 
@@ -64,8 +64,25 @@ def summary(recs: list[dict]) -> str:
             + (f" ({', '.join(false_fits)})" if false_fits else ""))
 
 
+def verdicts(runs: list[dict], verdict_files: list[dict]) -> dict:
+    """Row id -> {"high": trial, "0.85low": trial} from verdict runs and from measure runs made with
+    --low-verdict / --verdict-rows; later sources win per half. A measure run's peak run is the "at
+    HIGH" half when its cap plus the measured context is within the HIGH edge it was run against."""
+    out: dict[str, dict] = {}
+    for src in [*verdict_files, *runs]:
+        for e in src.get("rows", []):
+            v = dict(e.get("verdict") or {})
+            peak = e.get("peak_run") or {}
+            if "0.85low" in v and "high" not in v and peak.get("status") in ("ok", "oom") and peak.get("cap_bytes"):
+                if peak["cap_bytes"] + (peak.get("context_bytes") or 0) <= e["estimate"]["high"]:
+                    v["high"] = dict(peak, from_peak_run=True)
+            if v:
+                out.setdefault(e["id"], {}).update(v)
+    return out
+
+
 def render(recs: list[dict], verdict: dict | None = None) -> str:
-    vmap = {e["id"]: e.get("verdict") or {} for e in (verdict or {}).get("rows", [])}
+    vmap = verdict or {}
     lines = ["| row | set | model | weights | gc | b x s | autocast | SDPA seen | peak | least | low | mid | high"
              " | error | high >= least | capped run | at high | at 0.85 low |",
              "|---|---|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---|---|---|---|"]
@@ -92,10 +109,11 @@ def render(recs: list[dict], verdict: dict | None = None) -> str:
         sub = [r for r in recs if r["set"] == name]
         out.append(f"- **{name.upper()}**: {summary(sub)}")
     if verdict:
-        held = [e for e in verdict.get("rows", [])]
-        bad = [e["id"] for e in held if ((e.get("verdict") or {}).get("high") or {}).get("status") == "oom"]
-        loose = [e["id"] for e in held if ((e.get("verdict") or {}).get("0.85low") or {}).get("status") == "ok"]
-        ran = [e["id"] for e in held if ((e.get("verdict") or {}).get("high") or {}).get("status") in ("ok", "oom")]
+        held = {r["id"] for r in recs if r["set"] == "held-out"}
+        vh = {k: v for k, v in vmap.items() if k in held}
+        bad = sorted(k for k, v in vh.items() if (v.get("high") or {}).get("status") == "oom")
+        loose = sorted(k for k, v in vh.items() if (v.get("0.85low") or {}).get("status") == "ok")
+        ran = sorted(k for k, v in vh.items() if (v.get("high") or {}).get("status") in ("ok", "oom"))
         out.append(f"- **Verdict runs** ({len(ran)} held-out rows run capped at the high estimate): "
                    f"{len(bad)} ran out of memory there" + (f" ({', '.join(bad)})" if bad else "")
                    + f"; {len(loose)} trained even at 0.85 x low (band too wide there)"
@@ -121,12 +139,13 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("json", type=Path, nargs="+")
-    ap.add_argument("--verdict", type=Path)
+    ap.add_argument("--verdict", type=Path, action="append", default=[], help="a verdict run's JSON (repeatable)")
     ap.add_argument("--as-measured", action="store_true", help="the estimates stored in the JSON, not recomputed")
     args = ap.parse_args(argv)
-    data = merge([json.loads(p.read_text()) for p in args.json])
-    verdict = json.loads(args.verdict.read_text()) if args.verdict and args.verdict.exists() else None
-    sys.stdout.write(render(analyse(data, recompute=not args.as_measured), verdict))
+    runs = [json.loads(p.read_text()) for p in args.json]
+    data = merge(runs)
+    vfiles = [json.loads(p.read_text()) for p in args.verdict if p.exists()]
+    sys.stdout.write(render(analyse(data, recompute=not args.as_measured), verdicts(runs, vfiles)))
     return 0
 
 

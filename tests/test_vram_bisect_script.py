@@ -103,3 +103,18 @@ def test_report_merges_runs_and_flags_a_high_edge_below_the_truth():
     assert by["H7"]["high_ok"] is True and by["H5"]["high_ok"] is False
     text = rep.render(recs)
     assert "**NO**" in text and "(H5)" in text
+
+
+def test_verdicts_take_the_peak_run_as_the_high_half_only_when_its_cap_is_within_high():
+    est = {"low": 10 * GIB, "mid": 12 * GIB, "high": 14 * GIB}
+    low_oom = {"status": "oom", "cap_bytes": int(7.75 * GIB)}
+    within = {"id": "H1", "estimate": est, "verdict": {"0.85low": low_oom},
+              "peak_run": {"status": "ok", "cap_bytes": int(13.25 * GIB), "context_bytes": int(0.74 * GIB)}}
+    beyond = {"id": "H2", "estimate": est, "verdict": {"0.85low": low_oom},   # cap + context above HIGH
+              "peak_run": {"status": "ok", "cap_bytes": int(13.5 * GIB), "context_bytes": int(0.74 * GIB)}}
+    old = {"rows": [{"id": "H3", "verdict": {"high": {"status": "ok"}, "0.85low": {"status": "ok"}}}]}
+    newer = {"rows": [within, beyond, {"id": "H3", "estimate": est, "verdict": {"0.85low": low_oom}}]}
+    v = rep.verdicts([newer], [old])
+    assert v["H1"]["high"]["status"] == "ok" and v["H1"]["high"]["from_peak_run"]
+    assert "high" not in v["H2"]                                   # not a proof at HIGH: left unknown
+    assert v["H3"]["high"] == {"status": "ok"} and v["H3"]["0.85low"]["status"] == "oom"   # later half wins

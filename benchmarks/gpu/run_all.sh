@@ -65,3 +65,5 @@ if has ranks && [ "$NGPU" -gt 1 ]; then   # NCCL line-up + flight recorder dumps
   timeout 540 python3 benchmarks/gpu/torchrun_ranks_nccl.py "$R/ranks" --nproc "$NGPU" > "$R/ranks.log" 2>&1; echo "ranks rc=$?" >> "$R/ranks.log"
 fi
 tail -n 3 "$R"/*.log
+# one archive: the device tool brings back a limited number of files (run 2026-12-03 lost the workloads JSON)
+tar czf "$R.tgz" -C "$(dirname "$R")" "$(basename "$R")" 2>/dev/null && echo "archive $R.tgz"

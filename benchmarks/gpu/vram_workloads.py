@@ -39,7 +39,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 MARK = "@@WORKLOAD-ROW@@"
-ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "DOCTOR_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+ENV = {"OMP_NUM_THREADS": "2", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "DOCTOR_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
        "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}   # vLLM's engine in this process: its memory is ours to measure
 
 QWEN05 = {"model_type": "qwen2", "hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24,
@@ -56,6 +56,17 @@ VLM = {"model_type": "qwen2_5_vl", "hidden_size": 1536, "intermediate_size": 896
        "vision_config": {"depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16,
                          "out_hidden_size": 1536, "spatial_merge_size": 2, "patch_size": 14, "hidden_act": "silu",
                          "temporal_patch_size": 2, "window_size": 112, "fullatt_block_indexes": [7, 15, 23, 31]}}
+# HELD-OUT shapes (issue 16, written 2026-12-03 before any constant was fitted on the first run's rows)
+QWEN15 = {"model_type": "qwen2", "hidden_size": 1536, "intermediate_size": 8960, "num_hidden_layers": 28,
+          "num_attention_heads": 12, "num_key_value_heads": 2, "vocab_size": 151936, "tie_word_embeddings": True}
+GEMMA3_1B = {"model_type": "gemma3_text", "hidden_size": 1152, "intermediate_size": 6912, "num_hidden_layers": 26,
+             "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 256, "vocab_size": 262144,
+             "sliding_window": 512, "tie_word_embeddings": True}
+MIXTRAL_S = {"model_type": "mixtral", "hidden_size": 1024, "intermediate_size": 2048, "num_hidden_layers": 8,
+             "num_attention_heads": 16, "num_key_value_heads": 4, "num_local_experts": 8, "num_experts_per_tok": 2,
+             "vocab_size": 32000, "tie_word_embeddings": False}
+MOE64 = dict(MOE, hidden_size=768, moe_intermediate_size=384, num_hidden_layers=16, num_attention_heads=12,
+             num_key_value_heads=4, num_experts=64, num_experts_per_tok=8)
 TINY = {"model_type": "qwen2", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
         "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 1000, "tie_word_embeddings": True}
 TINY_MOE = dict(MOE, hidden_size=64, moe_intermediate_size=32, num_hidden_layers=2, num_attention_heads=4,
@@ -77,7 +88,12 @@ def grid(smoke: bool) -> list[dict]:
                 dict(id="smoke-vlm", kind="vlm", cfg=TINY_VLM, batch=1, seq=96, gc=True, optim="adamw_torch",
                      image=112, vision_trained=True),
                 dict(id="smoke-grpo", kind="grpo", cfg=TINY, batch=2, prompt=8, completion=8, gc=True,
-                     optim="adamw_torch", accum=2)]
+                     optim="adamw_torch", accum=2),
+                dict(id="smoke-mixtral", kind="full", cfg=dict(MIXTRAL_S, hidden_size=64, intermediate_size=32,
+                     num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, vocab_size=1000),
+                     batch=2, seq=32, gc=False, optim="adamw_torch"),
+                dict(id="smoke-gemma3", kind="full", cfg=dict(GEMMA3_1B, hidden_size=64, intermediate_size=128,
+                     num_hidden_layers=2, head_dim=16, vocab_size=1000), batch=2, seq=32, gc=True, optim="adamw_torch")]
     rows = []
     for gc in (True, False):
         rows.append(dict(id=f"full-qwen0.5b-gc{int(gc)}", kind="full", cfg=QWEN05, batch=4, seq=1024, gc=gc,
@@ -96,11 +112,38 @@ def grid(smoke: bool) -> list[dict]:
                      image=448, vision_trained=True))
     rows.append(dict(id="grpo-generate-qwen0.5b", kind="grpo", cfg=QWEN05, batch=8, prompt=256, completion=512,
                      gc=True, optim="adamw_torch", accum=2))
-    rows.append(dict(id="grpo-generate-llama1b-long", kind="grpo", cfg=LLAMA1B, batch=8, prompt=256, completion=2048,
-                     gc=True, optim="adamw_torch", accum=4))
+    # run 1 (2026-12-03): 2048 tokens x 32 sequences x 3 steps through model.generate passed 240 s
+    rows.append(dict(id="grpo-generate-llama1b-long", kind="grpo", cfg=LLAMA1B, batch=8, prompt=256, completion=1024,
+                     gc=True, optim="adamw_torch", accum=2))
+    for r in rows:
+        r["set"] = "fit"
+    # HELD-OUT (written before fitting on the rows above; never used to set a constant)
+    held = [
+        dict(id="h-full-llama1b-gc0", kind="full", cfg=LLAMA1B, batch=2, seq=2048, gc=False, optim="adamw_torch"),
+        dict(id="h-full-qwen1.5b-8bit", kind="full", cfg=QWEN15, batch=4, seq=2048, gc=True, optim="adamw_8bit"),
+        dict(id="h-full-gemma3-1b", kind="full", cfg=GEMMA3_1B, batch=2, seq=1024, gc=True, optim="adamw_torch"),
+        dict(id="h-dpo-qwen1.5b", kind="dpo", cfg=QWEN15, batch=1, seq=2048, gc=True, optim="adamw_8bit"),
+        dict(id="h-dpo-llama1b-gc0", kind="dpo", cfg=LLAMA1B, batch=2, seq=512, gc=False, optim="adamw_torch"),
+        dict(id="h-moe-mixtral-full", kind="full", cfg=MIXTRAL_S, batch=4, seq=1024, gc=True, optim="adamw_torch"),
+        dict(id="h-moe64-lora-gc0", kind="lora", cfg=MOE64, batch=8, seq=1024, gc=False, optim="adamw_torch"),
+        dict(id="h-moe-full-8x2048", kind="full", cfg=MOE, batch=8, seq=2048, gc=True, optim="adamw_torch"),
+        dict(id="h-vlm-frozen-672", kind="vlm", cfg=VLM, batch=1, seq=2048, gc=True, optim="adamw_torch",
+             image=672, vision_trained=False),
+        dict(id="h-vlm-trained-336", kind="vlm", cfg=VLM, batch=4, seq=1024, gc=True, optim="adamw_torch",
+             image=336, vision_trained=True),
+        dict(id="h-vlm-trained-gc0-672", kind="vlm", cfg=VLM, batch=1, seq=1024, gc=False, optim="adamw_torch",
+             image=672, vision_trained=True),
+        dict(id="h-grpo-llama1b", kind="grpo", cfg=LLAMA1B, batch=4, prompt=128, completion=512, gc=True,
+             optim="adamw_torch", accum=4),
+        dict(id="h-grpo-qwen0.5b-gc0", kind="grpo", cfg=QWEN05, batch=16, prompt=512, completion=256, gc=False,
+             optim="adamw_torch", accum=1),
+    ]
+    for r in held:
+        r["set"] = "held-out"
+    rows += held
     for frac in (0.3, 0.5):
         rows.append(dict(id=f"grpo-vllm-colocate-{frac}", kind="grpo-vllm", cfg=QWEN05, batch=8, prompt=256,
-                         completion=512, gc=True, optim="adamw_torch", accum=1, fraction=frac))
+                         completion=512, gc=True, optim="adamw_torch", accum=1, fraction=frac, set="held-out"))
     return rows
 
 
@@ -202,9 +245,22 @@ def child(row: dict) -> dict:
         ref.requires_grad_(False).eval()
     opt = make_optimizer([p for p in model.parameters() if p.requires_grad], row["optim"])
     vocab = row["cfg"]["vocab_size"]
+    phases: dict = {}
+
+    def mark(name: str) -> None:
+        """The peak since the last mark, per phase of the step (the last step's figures are kept):
+        tells which part of the step sets the peak - forward, backward or the optimizer."""
+        if cuda:
+            torch.cuda.synchronize()
+            phases[name] = {"reserved": torch.cuda.max_memory_reserved(), "allocated": torch.cuda.max_memory_allocated()}
+            res["peak_reserved_all"] = max(res.get("peak_reserved_all", 0), phases[name]["reserved"])
+            res["peak_allocated_all"] = max(res.get("peak_allocated_all", 0), phases[name]["allocated"])
+            torch.cuda.reset_peak_memory_stats()
+
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
+        res["static_allocated"] = torch.cuda.memory_allocated()
     t0 = time.monotonic()
     for _step in range(3):
         if row["kind"] in ("full", "lora"):
@@ -221,13 +277,16 @@ def child(row: dict) -> dict:
         elif row["kind"] == "vlm":
             loss = vlm_step(model, conf, row, dev, dtype)
         else:
-            loss = grpo_step(model, row, dev, vocab, llm)
+            loss = grpo_step(model, row, dev, vocab, llm, mark)
+        mark("forward")
         loss.backward()
+        mark("backward")
         opt.step()
         opt.zero_grad(set_to_none=True)
+        mark("step")
+        res.setdefault("phases", []).append(dict(phases))
     if cuda:
-        torch.cuda.synchronize()
-        res.update(peak_reserved=torch.cuda.max_memory_reserved(), peak_allocated=torch.cuda.max_memory_allocated())
+        res.update(peak_reserved=res["peak_reserved_all"], peak_allocated=res["peak_allocated_all"])
     res["step_s"] = round((time.monotonic() - t0) / 3, 3)
     return res
 
@@ -249,7 +308,7 @@ def vlm_step(model, conf, row, dev, dtype):
     return model(input_ids=ids, pixel_values=pixel, image_grid_thw=grid_thw, labels=labels).loss
 
 
-def grpo_step(model, row, dev, vocab, llm):
+def grpo_step(model, row, dev, vocab, llm, mark=None):
     import torch
 
     n = row["batch"] * row.get("accum", 1)
@@ -262,6 +321,8 @@ def grpo_step(model, row, dev, vocab, llm):
                                  max_new_tokens=row["completion"], min_new_tokens=row["completion"])
         model.config.use_cache = False
         model.train()
+        if mark is not None:
+            mark("generate")
     else:
         from vllm import SamplingParams
         sp = SamplingParams(max_tokens=row["completion"], min_tokens=row["completion"], ignore_eos=True)
@@ -376,7 +437,7 @@ def main(argv=None) -> int:
                 break
             time.sleep(20)
             meas = dict(run_child(row, args.timeout), retried_after="device-full")
-        rec = {"id": row["id"], "estimate": est, "measured": meas}
+        rec = {"id": row["id"], "set": row.get("set", "-"), "estimate": est, "measured": meas}
         if "peak_reserved" in meas and gpu.get("context") is not None:
             peak = meas["peak_reserved"] + gpu["context"]
             rec.update(peak=peak, error=(est["mid"] - peak) / peak, false_fit=est["high"] < peak)
@@ -399,18 +460,24 @@ def main(argv=None) -> int:
 def markdown(results: dict) -> str:
     g = 1024 ** 3
     lines = [f"# Workload VRAM: measured vs estimated ({results['date']})", "",
-             "| row | measured GiB | estimate low / mid / high GiB | error (mid) | false fit |", "|---|---|---|---|---|"]
-    errs = []
+             "| row | set | measured GiB | estimate low / mid / high GiB | error (mid) | false fit |",
+             "|---|---|---|---|---|---|"]
+    errs: dict[str, list] = {}
+    fits: dict[str, list] = {}
     for r in results["rows"]:
-        e = r["estimate"]
+        e, name = r["estimate"], r.get("set", "-")
         if "peak" in r:
-            errs.append(abs(r["error"]))
-            m, err, ff = f"{r['peak'] / g:.2f}", f"{r['error']:+.1%}", "yes" if r["false_fit"] else ""
+            errs.setdefault(name, []).append(abs(r["error"]))
+            if r["false_fit"]:
+                fits.setdefault(name, []).append(r["id"])
+            m, err, ff = f"{r['peak'] / g:.2f}", f"{r['error']:+.1%}", "**yes**" if r["false_fit"] else ""
         else:
             m, err, ff = r["measured"].get("skipped") or r["measured"].get("error", "-"), "", ""
-        lines.append(f"| {r['id']} | {m} | {e['low'] / g:.2f} / {e['mid'] / g:.2f} / {e['high'] / g:.2f} | {err} | {ff} |")
-    if errs:
-        lines += ["", f"median |error| {statistics.median(errs):.1%}, worst {max(errs):.1%}, over {len(errs)} rows"]
+        lines.append(f"| {r['id']} | {name} | {m} | {e['low'] / g:.2f} / {e['mid'] / g:.2f} / {e['high'] / g:.2f} "
+                     f"| {err} | {ff} |")
+    for name, es in errs.items():
+        lines += ["", f"- **{name}**: median |error| {statistics.median(es):.1%}, worst {max(es):.1%} over {len(es)} rows;"
+                  f" false fits {len(fits.get(name, []))}" + (f" ({', '.join(fits[name])})" if fits.get(name) else "")]
     return "\n".join(lines) + "\n"
 
 
