@@ -141,6 +141,25 @@ def grid(smoke: bool) -> list[dict]:
     for r in held:
         r["set"] = "held-out"
     rows += held
+    # SET 9: HELD-OUT again, written after the set-8 fit (optimizer step phase, MoE routed slots) and
+    # before measuring, to score that fit on rows it has never seen
+    s9 = [
+        dict(id="s9-moe32-lora-gc0", kind="lora", cfg=MOE, batch=4, seq=2048, gc=False, optim="adamw_torch"),
+        dict(id="s9-moe64-full-gc1", kind="full", cfg=MOE64, batch=4, seq=1024, gc=True, optim="adamw_torch"),
+        dict(id="s9-mixtral-lora-gc0", kind="lora", cfg=MIXTRAL_S, batch=4, seq=2048, gc=False, optim="adamw_torch"),
+        dict(id="s9-full-qwen1.5b-gc0", kind="full", cfg=QWEN15, batch=1, seq=2048, gc=False, optim="adamw_torch"),
+        dict(id="s9-vlm-trained-gc1-b1", kind="vlm", cfg=VLM, batch=1, seq=2048, gc=True, optim="adamw_torch",
+             image=448, vision_trained=True),
+        dict(id="s9-full-gemma3-gc0", kind="full", cfg=GEMMA3_1B, batch=1, seq=2048, gc=False, optim="adamw_torch"),
+        dict(id="s9-dpo-llama1b-8bit", kind="dpo", cfg=LLAMA1B, batch=2, seq=1024, gc=True, optim="adamw_8bit"),
+        dict(id="s9-grpo-qwen1.5b", kind="grpo", cfg=QWEN15, batch=4, prompt=256, completion=256, gc=True,
+             optim="adamw_torch", accum=2),
+        dict(id="s9-full-llama1b-fused", kind="full", cfg=LLAMA1B, batch=4, seq=1024, gc=True, optim="adamw_torch_fused"),
+        dict(id="s9-moe-full-fused", kind="full", cfg=MOE, batch=4, seq=1024, gc=True, optim="adamw_torch_fused"),
+    ]
+    for r in s9:
+        r["set"] = "set9"
+    rows += s9
     for frac in (0.3, 0.5):
         rows.append(dict(id=f"grpo-vllm-colocate-{frac}", kind="grpo-vllm", cfg=QWEN05, batch=8, prompt=256,
                          completion=512, gc=True, optim="adamw_torch", accum=1, fraction=frac, set="held-out"))
@@ -205,7 +224,7 @@ def make_optimizer(params, name: str):
     if name == "adamw_8bit":
         import bitsandbytes as bnb
         return bnb.optim.AdamW8bit(params, lr=1e-5)
-    return torch.optim.AdamW(params, lr=1e-5)
+    return torch.optim.AdamW(params, lr=1e-5, fused=name == "adamw_torch_fused" or None)
 
 
 def token_logps(logits, labels):

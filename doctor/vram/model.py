@@ -55,6 +55,18 @@ class Component:
 
 # -- helpers --------------------------------------------------------------------------------------
 
+def optimizer_step_temporary(optim: str, param_bytes: float) -> float:
+    """Bytes per trainable parameter the optimizer's step() allocates on top of its state
+    (checks/data/optimizer_state.json "step_temporaries"; unknown names: one parameter's worth)."""
+    from doctor.knowledge import load
+
+    name = (optim or "").lower().split(".")[-1]
+    for row in load("optimizer_state")["step_temporaries"]["rows"]:
+        if name in row["names"]:
+            return row["param_multiple"] * param_bytes
+    return param_bytes
+
+
 def optimizer_bytes(optim: str, param_bytes: float) -> tuple[float, bool]:
     """(state bytes per trainable param, known?) from checks/data/optimizer_state.json."""
     from doctor.knowledge import load

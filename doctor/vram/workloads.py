@@ -251,7 +251,46 @@ def workload_components(shape: ModelShape, inp, k, comps: list) -> list:
         out.append(Component("reference", "reference model", frozen,
                              note="a frozen copy of the weights (TRL creates it: no PEFT adapter to disable, "
                                   "log-probs not precomputed)"))
+    out += _optimizer_step(shape, inp, wl, k, comps + out, Component)
     return out
+
+
+# the parts of the estimate that are the trainable parameters' own: alive at the optimizer step
+_TRAINABLE_KEYS = ("grads", "optimizer", "lora", "moe-grads", "moe-lora", "vision-grads", "vision-lora")
+
+
+def _optimizer_step(shape: ModelShape, inp, wl: Workload, k, comps: list, Component) -> list:
+    """The optimizer step as a second peak. step() runs after backward has freed the activations and
+    the logits, with weights, gradients and optimizer states all alive plus the optimizer's own
+    temporaries (foreach AdamW: one tensor per parameter). When activations are small next to the
+    trainable parameters (full fine-tuning of a MoE model, a trained vision tower, GRPO's short
+    training pass) this is the peak: set 8 FIT rows, H200 2026-12-03 (moe-full-gc1: 6.60 GiB
+    allocated in step() vs 5.57 in backward). The trainable part is scaled by the allocator's
+    fragmentation at that point (k.step_frag); frozen weights were allocated first, unfragmented.
+    Added only as the excess over the backward peak, so the bar still sums to the estimate."""
+    from doctor.vram.model import optimizer_step_temporary
+
+    trainable_n = 0.0
+    if inp.full_finetune:
+        trainable_n = shape.total_params + (moe_extra_params(shape) if shape.is_moe else 0)
+        if shape.is_vlm and wl.vision_trained:
+            trainable_n += shape.vision_params
+    temp = trainable_n * optimizer_step_temporary(inp.optim, inp.param_bytes)
+    if not temp and not inp.full_finetune:
+        return []   # LoRA: adapters, their gradients and states are small next to the backward peak
+    peak = [c for c in comps if c.at_peak and c.key not in ("context", "slack")]
+    backward = sum(c.bytes for c in peak)
+    trainable = sum(c.bytes for c in peak if c.key in _TRAINABLE_KEYS)
+    if inp.full_finetune:   # the weights are trainable parameters too (allocated again as bf16/fp32 updates land)
+        trainable += sum(c.bytes for c in peak if c.key in ("weights", "moe-experts") or
+                         (c.key == "vision" and wl.vision_trained))
+    frozen = sum(c.bytes for c in peak if not c.token_dependent) - trainable
+    step = frozen + (trainable + temp) * (1 + k.step_frag)
+    if step <= backward:
+        return []
+    return [Component("optimizer-step", "optimizer step (beyond the backward peak)", step - backward,
+                      note=f"weights + gradients + optimizer state + {temp / 2**30:.2f} GiB of {inp.optim} "
+                           f"temporaries, x{1 + k.step_frag:.2f} for the allocator's fragmentation")]
 
 
 def kv_bytes_per_token(shape: ModelShape, act: float = 2.0) -> float:
