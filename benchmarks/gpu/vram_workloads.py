@@ -67,6 +67,17 @@ MIXTRAL_S = {"model_type": "mixtral", "hidden_size": 1024, "intermediate_size": 
              "vocab_size": 32000, "tie_word_embeddings": False}
 MOE64 = dict(MOE, hidden_size=768, moe_intermediate_size=384, num_hidden_layers=16, num_attention_heads=12,
              num_key_value_heads=4, num_experts=64, num_experts_per_tok=8)
+# SET 10 shapes (written before the final fit): a Qwen2-MoE with a shared expert, an OLMoE, Llama-3.2-3B
+QWEN2MOE_S = {"model_type": "qwen2_moe", "hidden_size": 1024, "intermediate_size": 2816, "moe_intermediate_size": 512,
+              "shared_expert_intermediate_size": 2048, "num_hidden_layers": 8, "num_attention_heads": 16,
+              "num_key_value_heads": 16, "num_experts": 32, "num_experts_per_tok": 4, "vocab_size": 32000,
+              "tie_word_embeddings": False, "decoder_sparse_step": 1, "mlp_only_layers": [], "norm_topk_prob": False}
+OLMOE_S = {"model_type": "olmoe", "hidden_size": 1024, "intermediate_size": 512, "num_hidden_layers": 8,
+           "num_attention_heads": 16, "num_key_value_heads": 16, "num_experts": 32, "num_experts_per_tok": 4,
+           "vocab_size": 50304, "tie_word_embeddings": False}
+LLAMA3B = {"model_type": "llama", "hidden_size": 3072, "intermediate_size": 8192, "num_hidden_layers": 28,
+           "num_attention_heads": 24, "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 128256,
+           "tie_word_embeddings": True}
 TINY = {"model_type": "qwen2", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
         "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 1000, "tie_word_embeddings": True}
 TINY_MOE = dict(MOE, hidden_size=64, moe_intermediate_size=32, num_hidden_layers=2, num_attention_heads=4,
@@ -92,6 +103,13 @@ def grid(smoke: bool) -> list[dict]:
                 dict(id="smoke-mixtral", kind="full", cfg=dict(MIXTRAL_S, hidden_size=64, intermediate_size=32,
                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, vocab_size=1000),
                      batch=2, seq=32, gc=False, optim="adamw_torch"),
+                dict(id="smoke-qwen2moe", kind="lora", cfg=dict(QWEN2MOE_S, hidden_size=64, intermediate_size=96,
+                     moe_intermediate_size=32, shared_expert_intermediate_size=64, num_hidden_layers=2,
+                     num_attention_heads=4, num_key_value_heads=4, num_experts=8, vocab_size=1000),
+                     batch=2, seq=32, gc=False, optim="adamw_torch"),
+                dict(id="smoke-olmoe", kind="full", cfg=dict(OLMOE_S, hidden_size=64, intermediate_size=32,
+                     num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4, num_experts=8,
+                     vocab_size=1000), batch=2, seq=32, gc=True, optim="adamw_torch"),
                 dict(id="smoke-gemma3", kind="full", cfg=dict(GEMMA3_1B, hidden_size=64, intermediate_size=128,
                      num_hidden_layers=2, head_dim=16, vocab_size=1000), batch=2, seq=32, gc=True, optim="adamw_torch")]
     rows = []
@@ -160,6 +178,25 @@ def grid(smoke: bool) -> list[dict]:
     for r in s9:
         r["set"] = "set9"
     rows += s9
+    # SET 10: the final HELD-OUT set, written before sets 8 and 9 were used to fit (PEFT's LoRA on fused
+    # experts, the logits at the loss) and measured once after it
+    s10 = [
+        dict(id="s10-qwen2moe-lora-gc0", kind="lora", cfg=QWEN2MOE_S, batch=2, seq=2048, gc=False, optim="adamw_torch"),
+        dict(id="s10-olmoe-full-gc1", kind="full", cfg=OLMOE_S, batch=4, seq=1024, gc=True, optim="adamw_torch"),
+        dict(id="s10-moe-lora-gc1-8k", kind="lora", cfg=MOE, batch=1, seq=8192, gc=True, optim="adamw_torch"),
+        dict(id="s10-mixtral-full-gc0", kind="full", cfg=MIXTRAL_S, batch=2, seq=1024, gc=False, optim="adamw_torch"),
+        dict(id="s10-full-llama3b-8bit", kind="full", cfg=LLAMA3B, batch=2, seq=2048, gc=True, optim="adamw_8bit"),
+        dict(id="s10-dpo-qwen0.5b-gc0", kind="dpo", cfg=QWEN05, batch=4, seq=512, gc=False, optim="adamw_torch"),
+        dict(id="s10-vlm-frozen-gc0", kind="vlm", cfg=VLM, batch=2, seq=1024, gc=False, optim="adamw_torch",
+             image=448, vision_trained=False),
+        dict(id="s10-grpo-llama1b-gc0", kind="grpo", cfg=LLAMA1B, batch=8, prompt=256, completion=256, gc=False,
+             optim="adamw_torch", accum=1),
+        dict(id="s10-full-gemma3-fused", kind="full", cfg=GEMMA3_1B, batch=4, seq=1024, gc=True, optim="adamw_torch_fused"),
+        dict(id="s10-moe64-lora-gc1", kind="lora", cfg=MOE64, batch=8, seq=2048, gc=True, optim="adamw_torch"),
+    ]
+    for r in s10:
+        r["set"] = "set10"
+    rows += s10
     for frac in (0.3, 0.5):
         rows.append(dict(id=f"grpo-vllm-colocate-{frac}", kind="grpo-vllm", cfg=QWEN05, batch=8, prompt=256,
                          completion=512, gc=True, optim="adamw_torch", accum=1, fraction=frac, set="held-out"))
