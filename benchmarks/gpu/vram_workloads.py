@@ -229,6 +229,7 @@ def estimate_row(row: dict, gpu_total: int) -> dict:
         wl = Workload(images_per_sample=1, patches_per_image=patches, vision_trained=row["vision_trained"])
     full = row["kind"] != "lora"
     inp = E.Inputs(batch_size=batch, seq_len=seq, framework="transformers", quant="none", param_bytes=2,
+                   grads_persist=False,   # the child zeroes gradients with set_to_none after each step
                    full_finetune=full, lora_r=16, optim=row["optim"], gc="hf" if row["gc"] else "off",
                    attn="sdpa", loss="hf", workload=wl)
     if row["kind"] == "vlm" and not row["vision_trained"]:
@@ -343,6 +344,13 @@ def child(row: dict) -> dict:
         res.setdefault("phases", []).append(dict(phases))
     if cuda:
         res.update(peak_reserved=res["peak_reserved_all"], peak_allocated=res["peak_allocated_all"])
+        try:   # this training process's own context (kernels loaded lazily as it trained): driver view - reserved
+            from vram_grid import MemWatch
+            used = MemWatch().process_used()
+            if used:
+                res["process_context"] = used - torch.cuda.memory_reserved()
+        except Exception as exc:
+            res["process_context_error"] = f"{type(exc).__name__}: {exc}"
     res["step_s"] = round((time.monotonic() - t0) / 3, 3)
     return res
 

@@ -39,6 +39,10 @@ class Constants:
     hf_act: float = 1.0       # scale on hf_activation_bytes_per_token (set 7 FIT rows)
     math_backward: float = 2.0   # fp32 score-sized tensors alive besides P in a math-path layer's backward
                                  # (grad of P, grad of the scores, the masked scores; set 7 F16: 3)
+    grad_frag: float = 0.25   # full fine-tuning, gradients freed between steps: the cache the backward
+                              # peak leaves unusable as gradients land, in gradient sizes (sets 8-9 pooled,
+                              # 20 rows: -0.66..+2.06, median 0.25; high: the least that left no pooled row
+                              # above HIGH, 0.5, + 0.1)
     step_frag: float = 0.25   # reserved over allocated at the optimizer step, on the trainable part (set 8
                               # FIT rows where the step is the peak: 1.23, 1.25, 1.34; low min-0.02, mid
                               # median, high max+0.10, the rule of set 7's refit)
@@ -52,11 +56,11 @@ class Constants:
 # low over mid on rows without checkpointing, so low keeps no slack) and `math_backward` from
 # the one FIT row on SDPA's math path (+2.0 GiB = one more fp32 score tensor at 4096 tokens).
 LOW = Constants(context=0.3e9, k_layer=1.2, k_layer_unsloth=1.6, c_logits_hf=12, c_logits_unsloth_old=2, c_logits_eval=8,
-                margin=0.0, upcast_act_factor=1.0, math_backward=2.0, step_frag=0.21)
+                margin=0.0, upcast_act_factor=1.0, math_backward=2.0, step_frag=0.21, grad_frag=0.0)
 MID = Constants(context=0.8e9, k_layer=1.25, k_layer_unsloth=1.9, c_logits_hf=15, c_logits_unsloth_old=3, c_logits_eval=10,
-                margin=0.01, upcast_act_factor=1.5, math_backward=3.0, step_frag=0.25)
+                margin=0.01, upcast_act_factor=1.5, math_backward=3.0, step_frag=0.25, grad_frag=0.25)
 HIGH = Constants(context=1.0e9, k_layer=1.3, k_layer_unsloth=2.2, c_logits_hf=18, c_logits_unsloth_old=4, c_logits_eval=12,
-                 margin=0.13, upcast_act_factor=1.8, math_backward=3.5, step_frag=0.44)
+                 margin=0.13, upcast_act_factor=1.8, math_backward=3.5, step_frag=0.44, grad_frag=0.6)
 
 
 @dataclass
@@ -252,7 +256,21 @@ def estimate(shape: ModelShape, inp: Inputs, k: Constants = MID) -> Breakdown:
         comps.append(Component("lora", "LoRA adapters" + (" + modules_to_save" if n_saved else ""),
                                extra_weights + n_saved * nonq_bytes,
                                note=f"r={inp.lora_r} x {len(lora_modules(shape, inp.lora_targets))} modules, fp32"))
-    comps.append(Component("grads", "gradients", n_train * train_bytes + n_saved * nonq_bytes))
+    grads = n_train * train_bytes + n_saved * nonq_bytes
+    if inp.full_finetune and not inp.grads_persist:
+        # the Trainer's zero_grad(set_to_none=True) frees every gradient after the step; the backward
+        # peak (the loss, or the recomputed top layer) comes before any layer's gradient exists except
+        # the output head's. All of them exist at the optimizer step: workloads._optimizer_step.
+        head = (shape.lm_head_params or shape.embedding_params) * train_bytes
+        comps.append(Component("grads", "gradients", grads, at_peak=False,
+                               note="freed between steps: alive at the optimizer step, not at the backward peak"))
+        comps.append(Component("grads-head", "output head gradient", head,
+                               note="the first gradient backward writes"))
+        if k.grad_frag:
+            comps.append(Component("grads-frag", "cache left unusable as gradients land", k.grad_frag * grads,
+                                   note=f"{k.grad_frag:.2f} x the gradients (allocator fragmentation, sets 8-9)"))
+    else:
+        comps.append(Component("grads", "gradients", grads))
     comps.append(Component("optimizer", "optimizer state", n_train * opt_per + n_saved * opt_saved,
                            note=inp.optim))
 

@@ -35,6 +35,9 @@ class Inputs:
     attn: str = "sdpa"                  # sdpa | flash_attention_2 | eager
     loss: str = "hf"                    # hf | liger | fused | unsloth-logits
     autocast: bool = True               # the step runs under torch.autocast (Trainer bf16/fp16=True)
+    grads_persist: bool = True          # gradients alive through backward (accumulation > 1, or unknown);
+                                        # False: zero_grad(set_to_none) freed them, so the backward peak
+                                        # holds only the output head's (full fine-tuning)
     workload: Optional[object] = None   # doctor/vram/workloads.Workload (GRPO, DPO, vLLM, vision) # workloads hook
     sharding: tuple = ()                # multi-GPU: TrainingConfig.sharding's items (doctor/vram/sharding.py)
 

@@ -47,6 +47,7 @@ class Workload:
     patches_per_image: int = 0
     vision_trained: bool = False
     experts_16bit: bool = False        # MoE under 4-bit where the library leaves the experts unquantized
+    fused_experts: bool = True         # transformers >= 5 stores experts as 3-D parameters (False: nn.Linear each)
 
 
 # -- config -> Workload ---------------------------------------------------------------------------
@@ -134,6 +135,12 @@ def attach_workload(cfg, facts, low, mid, high, notes: list[str]):
         wl = replace(wl, images_per_sample=1, patches_per_image=patches, vision_trained=trained)
         notes.append(f"vision model: one image per sample, {patches} patches through the vision tower"
                      + (f", {shape.image_tokens} image tokens inside the sequence length" if shape.image_tokens else ""))
+    if shape is not None and shape.is_moe and facts is not None:
+        from doctor.knowledge.versions import below
+
+        tf = facts.version("transformers")
+        if tf is not None and below(tf, d["peft-moe-experts"]["transformers_fused_from"]):
+            wl = replace(wl, fused_experts=False)
     if shape is not None and shape.is_moe and mid.quant == "4bit":
         why = experts_stay_16bit(facts, cfg, shape)
         if why:
@@ -213,14 +220,25 @@ def workload_components(shape: ModelShape, inp, k, comps: list) -> list:
         if full:
             out.append(Component("moe-grads", "expert gradients + optimizer", n * (inp.param_bytes + opt_per),
                                  note=f"every expert trains ({inp.optim})"))
-        else:
-            mlp = [t for t in inp.lora_targets if t.split(".")[-1] in ("gate_proj", "up_proj", "down_proj",
-                                                                         "gate_up_proj", "all-linear")]
-            if mlp:
-                per_expert = 2 * (shape.hidden + shape.moe_intermediate) + (shape.moe_intermediate + shape.hidden)
-                lora_n = inp.lora_r * shape.layers * (shape.num_experts - shape.experts_per_tok) * per_expert
-                lora_opt, _ = optimizer_bytes(inp.optim, LORA_BYTES)
-                out.append(Component("moe-lora", "LoRA on the other experts", lora_n * (2 * LORA_BYTES + lora_opt),
+        elif experts_get_lora(shape, inp.lora_targets):
+            h, i, e = shape.hidden, shape.moe_intermediate, shape.num_experts
+            lora_opt, _ = optimizer_bytes(inp.optim, LORA_BYTES)
+            if wl.fused_experts:
+                # PEFT's ParamWrapper on the 3-D parameters: A (r*E x in), B (out x r*E) for gate_up and down
+                lora_n = inp.lora_r * e * ((h + 2 * i) + (i + h)) * shape.layers
+                out.append(Component("moe-lora", "LoRA on the experts", lora_n * (2 * LORA_BYTES + lora_opt),
+                                     note=f"r={inp.lora_r} on every expert's fused gate_up/down (PEFT ParamWrapper): "
+                                          "fp32 adapter + grad + state"))
+                # ... and W + B.A built for the whole layer in each forward, kept for backward
+                copy = e * 3 * h * i * inp.param_bytes
+                layers = shape.layers if inp.gc == "off" else 1
+                out.append(Component("moe-lora-delta", "experts' W + B.A per layer", layers * copy,
+                                     note=("every layer keeps" if inp.gc == "off" else "the recomputed layer keeps")
+                                     + " a full copy of its experts' weights with the LoRA delta (PEFT ParamWrapper)"))
+            else:   # transformers 4: each expert an nn.Linear with its own adapter
+                per_expert = 2 * (h + i) + (i + h)
+                lora_n = inp.lora_r * shape.layers * e * per_expert
+                out.append(Component("moe-lora", "LoRA on the experts", lora_n * (2 * LORA_BYTES + lora_opt),
                                      note=f"r={inp.lora_r} on every expert's gate/up/down: fp32 adapter + grad + state"))
     if shape.is_vlm:
         vb = inp.param_bytes
@@ -255,8 +273,22 @@ def workload_components(shape: ModelShape, inp, k, comps: list) -> list:
     return out
 
 
+def experts_get_lora(shape: ModelShape, targets) -> bool:
+    """Whether PEFT puts LoRA on a MoE model's experts for these target names: transformers >= 5 maps
+    the per-expert names of the family's naming (Mixtral: w1/w2/w3; Qwen2-MoE style: gate_proj/up_proj/
+    down_proj) onto the fused parameters; other names miss them (checks/data/workloads.json)."""
+    rule = workload_defaults()["peft-moe-experts"]
+    names = {t.split(".")[-1] for t in (targets or ())}
+    if names & {"all-linear", "gate_up_proj"}:
+        return True
+    family = rule["model_types"].get(shape.model_type)
+    expert_names = set(rule["patterns"][family]) if family else {"gate_proj", "up_proj", "down_proj", "w1", "w2", "w3"}
+    return bool(names & expert_names)
+
+
 # the parts of the estimate that are the trainable parameters' own: alive at the optimizer step
 _TRAINABLE_KEYS = ("grads", "optimizer", "lora", "moe-grads", "moe-lora", "vision-grads", "vision-lora")
+_FORWARD_ONLY_KEYS = ("moe-lora-delta",)   # built in the forward, freed with the activations
 
 
 def _optimizer_step(shape: ModelShape, inp, wl: Workload, k, comps: list, Component) -> list:
@@ -280,11 +312,13 @@ def _optimizer_step(shape: ModelShape, inp, wl: Workload, k, comps: list, Compon
         return []   # LoRA: adapters, their gradients and states are small next to the backward peak
     peak = [c for c in comps if c.at_peak and c.key not in ("context", "slack")]
     backward = sum(c.bytes for c in peak)
-    trainable = sum(c.bytes for c in peak if c.key in _TRAINABLE_KEYS)
-    if inp.full_finetune:   # the weights are trainable parameters too (allocated again as bf16/fp32 updates land)
-        trainable += sum(c.bytes for c in peak if c.key in ("weights", "moe-experts") or
-                         (c.key == "vision" and wl.vision_trained))
-    frozen = sum(c.bytes for c in peak if not c.token_dependent) - trainable
+    # every trainable part exists at the step, also gradients freed before the backward peak
+    trainable = sum(c.bytes for c in comps if c.key in _TRAINABLE_KEYS)
+    def trained_weights(c) -> bool:   # full fine-tuning: the weights are trainable parameters too
+        return inp.full_finetune and (c.key in ("weights", "moe-experts") or (c.key == "vision" and wl.vision_trained))
+    trainable += sum(c.bytes for c in peak if trained_weights(c))
+    frozen = sum(c.bytes for c in peak if not c.token_dependent and not trained_weights(c)
+                 and c.key not in _FORWARD_ONLY_KEYS + _TRAINABLE_KEYS + ("grads-head", "grads-frag"))
     step = frozen + (trainable + temp) * (1 + k.step_frag)
     if step <= backward:
         return []
