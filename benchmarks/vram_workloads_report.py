@@ -18,7 +18,7 @@ for p in (REPO, REPO / "benchmarks" / "gpu"):
         sys.path.insert(0, str(p))
 
 
-def rescore(results: dict) -> dict:
+def rescore(results: dict, process_context: bool = False) -> dict:
     import vram_workloads as w
 
     grid = {r["id"]: r for r in w.grid(False)}
@@ -32,8 +32,9 @@ def rescore(results: dict) -> dict:
             rec["set"] = row.get("set", rec.get("set", "-"))
             rec["estimate"] = w.estimate_row(row, total)
         meas = rec.get("measured") or {}
-        if "peak_reserved" in meas and ctx is not None:
-            peak = meas["peak_reserved"] + ctx
+        own = meas.get("process_context") if process_context else None
+        if "peak_reserved" in meas and (own or ctx) is not None:
+            peak = meas["peak_reserved"] + (own if own is not None else ctx)
             rec.update(peak=peak, error=(rec["estimate"]["mid"] - peak) / peak, false_fit=rec["estimate"]["high"] < peak)
         out["rows"].append(rec)
     return out
@@ -47,9 +48,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("json", type=Path)
     ap.add_argument("--as-measured", action="store_true", help="the estimates stored in the JSON, not recomputed")
+    ap.add_argument("--process-context", action="store_true",
+                    help="truth = peak reserved + each training process's own context (set 10 on), not the idle probe's")
     args = ap.parse_args(argv)
     data = json.loads(args.json.read_text())
-    sys.stdout.write(w.markdown(data if args.as_measured else rescore(data)))
+    sys.stdout.write(w.markdown(data if args.as_measured else rescore(data, args.process_context)))
     return 0
 
 

@@ -47,8 +47,16 @@ def test_moe_components_4bit_16bit_lora_and_full():
     assert skipped.part("moe-experts") == n * 2
     assert skipped.total - bd.total == pytest.approx(n * (2 - E.NF4_BYTES))
     mlp = E.estimate(QWEN3_MOE, replace(BASE, lora_targets=E.ALL_PROJECTIONS))
-    lora_n = 16 * 48 * 120 * 3 * (2048 + 768)
+    # PEFT's ParamWrapper on the fused parameters: A (r*E x in) + B (out x r*E), gate_up and down, 48 layers
+    lora_n = 16 * 128 * ((2048 + 2 * 768) + (768 + 2048)) * 48
     assert mlp.part("moe-lora") == pytest.approx(lora_n * (4 + 4 + 2.03125))
+    # ... and each layer's W + B.A: one layer at a time under checkpointing, every layer without
+    copy = 128 * 3 * 2048 * 768 * 2
+    assert mlp.part("moe-lora-delta") == copy
+    assert E.estimate(QWEN3_MOE, replace(BASE, lora_targets=E.ALL_PROJECTIONS, gc="off")).part("moe-lora-delta") == 48 * copy
+    # Mixtral's experts are w1/w2/w3 to PEFT: gate_proj/up_proj/down_proj targets miss them
+    assert E.estimate(MIXTRAL, replace(BASE, lora_targets=E.ALL_PROJECTIONS)).part("moe-lora") == 0
+    assert E.estimate(MIXTRAL, replace(BASE, lora_targets=("w1", "w2", "w3"))).part("moe-lora") > 0
     full = E.estimate(MIXTRAL, replace(BASE, quant="none", full_finetune=True, optim="adamw_torch"))
     assert full.part("moe-experts") == n * 2 and full.part("moe-grads") == n * (2 + 2 * 2)
     # the activations are the routed experts' only: the dense path with intermediate = top-2 x 14336
@@ -188,3 +196,99 @@ def test_vllm_sleep_mode_takes_the_larger_phase():
     cfg.vllm_enable_sleep_mode = True
     _l, mid, _h = W.attach_workload(cfg, make_facts(total_gib=80), *(E.Inputs(batch_size=8, seq_len=2048),) * 3, [])
     assert mid.workload.vllm_sleep
+
+
+def test_peft_expert_targets_follow_the_family_naming():
+    assert W.experts_get_lora(QWEN3_MOE, ("gate_proj",)) and not W.experts_get_lora(QWEN3_MOE, ATTN)
+    assert not W.experts_get_lora(MIXTRAL, ("gate_proj", "up_proj", "down_proj"))
+    assert W.experts_get_lora(MIXTRAL, ("w2",)) and W.experts_get_lora(MIXTRAL, ("all-linear",))
+    # transformers 4 kept one nn.Linear per expert: LoRA per expert, no fused copy
+    four = E.estimate(QWEN3_MOE, replace(BASE, lora_targets=E.ALL_PROJECTIONS,
+                                         workload=W.Workload(fused_experts=False)))
+    assert four.part("moe-lora-delta") == 0
+    assert four.part("moe-lora") == pytest.approx(16 * 48 * 128 * 3 * (2048 + 768) * (4 + 4 + 2.03125))
+
+
+def test_moe_routed_slots_keep_their_own_tensors():
+    """Per token and layer: k slots x (2h + 4I) (LoRA) or (3h + 4I) (full) in bf16, the fp32 router
+    logits and probabilities, two int64 indices per slot; only a shared expert stays dense."""
+    h, i, k, e = 2048, 768, 8, 128
+    lora = replace(BASE, quant="none", lora_targets=ATTN)
+    full = replace(BASE, quant="none", full_finetune=True, optim="adamw_torch")
+    dense_part = E.hf_activation_bytes_per_token(replace(QWEN3_MOE, num_experts=0, intermediate=0), lora)
+    assert E.hf_activation_bytes_per_token(QWEN3_MOE, lora) - dense_part == 2 * k * (2 * h + 4 * i) + 8 * e + 16 * k
+    dense_full = E.hf_activation_bytes_per_token(replace(QWEN3_MOE, num_experts=0, intermediate=0), full)
+    assert E.hf_activation_bytes_per_token(QWEN3_MOE, full) - dense_full == 2 * k * (3 * h + 4 * i) + 8 * e + 16 * k
+
+
+def test_optimizer_step_is_a_second_peak_with_its_temporaries():
+    """Full fine-tuning of a small-activation model: step() holds weights + gradients + states + the
+    foreach temporary (one tensor per parameter), scaled by the step's fragmentation; the fused
+    optimizer has no temporary. Worked by hand from the components."""
+    inp = replace(BASE, quant="none", full_finetune=True, optim="adamw_torch", seq_len=64, grads_persist=False)
+    def backward(bd):
+        return sum(c.bytes for c in bd.components if c.at_peak and c.key not in ("context", "slack", "optimizer-step"))
+    bd = E.estimate(QWEN3_MOE, inp)
+    n = QWEN3_MOE.total_params + W.moe_extra_params(QWEN3_MOE)
+    trainable = n * 2 * 4                                     # weights + grads + two bf16 states
+    temp = n * 2
+    step = (trainable + temp) * (1 + E.MID.step_frag)
+    assert step > backward(bd) > 0
+    assert bd.part("optimizer-step") == pytest.approx(step - backward(bd))
+    fused = E.estimate(QWEN3_MOE, replace(inp, optim="adamw_torch_fused"))
+    assert fused.part("optimizer-step") == pytest.approx(trainable * (1 + E.MID.step_frag) - backward(fused))
+    eight = E.estimate(QWEN3_MOE, replace(inp, optim="adamw_8bit"))   # bitsandbytes: in place, 2.03 B states
+    assert eight.part("optimizer-step") == pytest.approx(n * (2 + 2 + 2.03125) * (1 + E.MID.step_frag) - backward(eight))
+    # the total is the step's: the bar still sums to the estimate
+    assert bd.total == pytest.approx(step + bd.part("context") + bd.part("slack"))
+    # LoRA: nothing beyond the backward peak
+    assert E.estimate(QWEN3_MOE, BASE).part("optimizer-step") == 0
+    # sharded runs step their own shards (doctor/vram/sharding.py)
+    sharded = replace(inp, sharding=(("kind", "zero"), ("stage", 2), ("world", 2)))
+    assert E.estimate(QWEN3_MOE, sharded).part("optimizer-step") == 0
+
+
+def test_gradients_freed_between_steps_only_the_head_at_the_backward_peak():
+    full = replace(BASE, quant="none", full_finetune=True, optim="adamw_torch", seq_len=2048)
+    kept = E.estimate(QWEN05, full)
+    freed = E.estimate(QWEN05, replace(full, grads_persist=False))
+    grads = QWEN05.total_params * 2
+    assert kept.part("grads") == grads and freed.part("grads") == 0             # not at the peak
+    assert freed.part("grads-head") == QWEN05.embedding_params * 2               # tied: the embedding's
+    assert freed.part("grads-frag") == pytest.approx(E.MID.grad_frag * grads)
+    assert E.estimate(QWEN05, replace(full, grads_persist=False), E.LOW).part("grads-frag") == 0
+
+
+@pytest.mark.parametrize("accum, persist", [(None, False), (1, False), (4, True)])
+def test_gradient_accumulation_decides_whether_gradients_persist(accum, persist):
+    from doctor.config.model import TrainingConfig
+    from doctor.vram.inputs import inputs_for
+
+    cfg = TrainingConfig(model_name="Qwen/Qwen2.5-0.5B-Instruct", full_finetune=True, gradient_accumulation_steps=accum)
+    cfg.model_shape = QWEN05
+    _low, mid, _high, _notes = inputs_for(cfg, make_facts())
+    assert mid.grads_persist is persist
+
+
+def test_workload_report_rescores_a_measurement_with_the_current_estimator():
+    """benchmarks/vram_workloads_report.py: truth = peak reserved + context (the idle probe's, or each
+    training process's own with --process-context); error against mid, a false "fit" above high."""
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    sys.path[:0] = [str(root / "benchmarks"), str(root / "benchmarks" / "gpu")]
+    import vram_workloads as bench
+    import vram_workloads_report as report
+
+    row = next(r for r in bench.grid(False) if r["id"] == "s10-moe64-lora-gc1")
+    est = bench.estimate_row(row, 140 * GIB)
+    ctx, own = int(0.6 * GIB), int(0.75 * GIB)
+    fits = {"id": row["id"], "measured": {"peak_reserved": int(est["mid"]) - ctx}}
+    over = {"id": row["id"], "measured": {"peak_reserved": int(est["high"]) - ctx + GIB, "process_context": own}}
+    out = report.rescore({"gpu": {"context": ctx, "total": 140 * GIB}, "rows": [fits, over]})
+    a, b = out["rows"]
+    assert a["set"] == "set10" and abs(a["error"]) < 1e-6 and not a["false_fit"]
+    assert b["false_fit"] and b["peak"] == int(est["high"]) + GIB
+    own_truth = report.rescore({"gpu": {"context": ctx, "total": 140 * GIB}, "rows": [over]}, process_context=True)
+    assert own_truth["rows"][0]["peak"] == b["peak"] - ctx + own

@@ -18,8 +18,10 @@ model + a WordLevel tokenizer to --ckpt-dir, starts vllm.LLM(gpu_memory_utilizat
 in the training process, generates, then trains beside it.
 
 Writes OUT_DIR/vram_workloads.json after every row and OUT_DIR/vram_workloads.md (measured vs
-estimated, error, "false fit" when the high edge is below the measurement). Not run yet: no GPU time
-was left for this session (issue 16); the numbers belong in benchmarks/vram-validation.md once run.
+estimated, error, "false fit" when the high edge is below the measurement). Rows carry their set:
+FIT (set 8's first 13), HELD-OUT (set 8's next 13), set9, set10 (each written before it was measured);
+`--only s10-` runs one set. Results: benchmarks/vram-validation.md, sets 8-10 (H200, 2026-12-03);
+re-score a run with the estimator as it is now: benchmarks/vram_workloads_report.py.
 """
 from __future__ import annotations
 

@@ -338,6 +338,9 @@ def estimate(shape: ModelShape, inp: Inputs, k: Constants = MID) -> Breakdown:
     from doctor.vram.sharding import shard_components   # DDP / ZeRO / FSDP: one rank's share
 
     comps, host_sharded = shard_components(shape, inp, comps)   # sharding hook
+    from doctor.vram.workloads import optimizer_step_components
+
+    comps += optimizer_step_components(shape, inp, k, comps)   # optimizer step hook: a second peak
     bd = Breakdown(components=comps, host_offload=host, host_sharded=host_sharded)
     slack = k.margin * bd.dynamic
     comps.append(Component("slack", "allocator slack", slack, token_dependent=True,

@@ -127,6 +127,10 @@ def inputs_for(cfg: TrainingConfig, facts) -> tuple[Inputs, Inputs, Inputs, list
                  optim=optim, gc=_gc(cfg, facts, notes), attn=attn, loss=loss)
     autocast = _autocast(cfg)
     mid = replace(mid, autocast=autocast is not False)
+    if full and (cfg.gradient_accumulation_steps or 1) == 1 and not cfg.sharding:
+        # the Trainer's model.zero_grad() (set_to_none=True, torch >= 2.0) frees every gradient after
+        # the step: none exists at the backward peak but the output head's (sets 8-10)
+        mid = replace(mid, grads_persist=False)
     low, high = mid, mid
     if autocast is None and not unsloth and quant != "none":
         notes.append("mixed precision (bf16/fp16) not set: the high edge assumes none, where an fp32-upcast "

@@ -269,7 +269,6 @@ def workload_components(shape: ModelShape, inp, k, comps: list) -> list:
         out.append(Component("reference", "reference model", frozen,
                              note="a frozen copy of the weights (TRL creates it: no PEFT adapter to disable, "
                                   "log-probs not precomputed)"))
-    out += _optimizer_step(shape, inp, wl, k, comps + out, Component)
     return out
 
 
@@ -289,6 +288,20 @@ def experts_get_lora(shape: ModelShape, targets) -> bool:
 # the parts of the estimate that are the trainable parameters' own: alive at the optimizer step
 _TRAINABLE_KEYS = ("grads", "optimizer", "lora", "moe-grads", "moe-lora", "vision-grads", "vision-lora")
 _FORWARD_ONLY_KEYS = ("moe-lora-delta",)   # built in the forward, freed with the activations
+
+
+def optimizer_step_components(shape: ModelShape, inp, k, comps: list) -> list:
+    """Called by estimate() after every other component (# optimizer step hook). Not for sharded
+    runs: DeepSpeed / FSDP step their own shards (fp32 partitions, CPU offload), which
+    doctor/vram/sharding.py accounts for."""
+    from doctor.vram.model import Component
+    from doctor.vram.sharding import as_dict
+
+    sh = as_dict(inp)
+    if sh and sh.get("kind") not in (None, "none"):
+        return []
+    wl: Workload = getattr(inp, "workload", None) or Workload()
+    return _optimizer_step(shape, inp, wl, k, comps, Component)
 
 
 def _optimizer_step(shape: ModelShape, inp, wl: Workload, k, comps: list, Component) -> list:
