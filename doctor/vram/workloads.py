@@ -313,6 +313,7 @@ def _optimizer_step(shape: ModelShape, inp, wl: Workload, k, comps: list, Compon
     allocated in step() vs 5.57 in backward). The trainable part is scaled by the allocator's
     fragmentation at that point (k.step_frag); frozen weights were allocated first, unfragmented.
     Added only as the excess over the backward peak, so the bar still sums to the estimate."""
+    from doctor.units import GIB
     from doctor.vram.model import optimizer_step_temporary
 
     trainable_n = 0.0
@@ -327,6 +328,7 @@ def _optimizer_step(shape: ModelShape, inp, wl: Workload, k, comps: list, Compon
     backward = sum(c.bytes for c in peak)
     # every trainable part exists at the step, also gradients freed before the backward peak
     trainable = sum(c.bytes for c in comps if c.key in _TRAINABLE_KEYS)
+
     def trained_weights(c) -> bool:   # full fine-tuning: the weights are trainable parameters too
         return inp.full_finetune and (c.key in ("weights", "moe-experts") or (c.key == "vision" and wl.vision_trained))
     trainable += sum(c.bytes for c in peak if trained_weights(c))
@@ -336,7 +338,7 @@ def _optimizer_step(shape: ModelShape, inp, wl: Workload, k, comps: list, Compon
     if step <= backward:
         return []
     return [Component("optimizer-step", "optimizer step (beyond the backward peak)", step - backward,
-                      note=f"weights + gradients + optimizer state + {temp / 2**30:.2f} GiB of {inp.optim} "
+                      note=f"weights + gradients + optimizer state + {temp / GIB:.2f} GiB of {inp.optim} "
                            f"temporaries, x{1 + k.step_frag:.2f} for the allocator's fragmentation")]
 
 
