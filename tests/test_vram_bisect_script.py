@@ -4,28 +4,20 @@ refit reads FIT rows only, and the report merges runs. The GPU run itself is in
 benchmarks/results/h200-2026-12-03/."""
 from __future__ import annotations
 
-import importlib.util
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.vram_helpers import load_script
+
 ROOT = Path(__file__).resolve().parent.parent
 GIB = 1024 ** 3
 
 
-def load(rel: str):
-    sys.path.insert(0, str((ROOT / rel).parent))
-    spec = importlib.util.spec_from_file_location(Path(rel).stem, ROOT / rel)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-vb = load("benchmarks/gpu/vram_bisect.py")
-rep = load("benchmarks/vram_bisect_report.py")
+vb = load_script("benchmarks/gpu/vram_bisect.py")
+rep = load_script("benchmarks/vram_bisect_report.py")
 V = {"transformers": "5.17.0", "peft": "0.21.0", "unsloth": "2026.10.9", "torch": "2.11.0"}
 CARD = int(139.8 * GIB)
 

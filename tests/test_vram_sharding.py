@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,7 @@ from doctor.config.loader import read_sharding_file
 from doctor.exitcodes import DoctorError
 from doctor.vram.estimator import MID, estimate
 from doctor.vram.model import Inputs
-from tests.vram_helpers import CORPUS, make_facts
+from tests.vram_helpers import CORPUS, load_script, make_facts
 
 SH = CORPUS / "sharding"
 P = 8_030_261_248
@@ -223,11 +222,7 @@ def test_cli_json_carries_per_rank_numbers(tmp_path):
 
 
 def test_benchmark_script_estimates_and_report(tmp_path, capsys):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("vram_sharding_bench", ROOT / "benchmarks/gpu/vram_sharding.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("benchmarks/gpu/vram_sharding.py")
     full, grad_op, none = (mod.estimate_row(m, 2) for m in ("full_shard", "shard_grad_op", "no_shard"))
     assert full["mid"] < grad_op["mid"] < none["mid"] and full["low"] <= full["mid"] <= full["high"]
     (tmp_path / "sharding_full_shard.json").write_text(json.dumps(

@@ -2,24 +2,18 @@
 and the report computes median / worst error correctly (the GPU run itself is the lead's)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
+from tests.vram_helpers import load_script
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def load(rel: str):
-    spec = importlib.util.spec_from_file_location(Path(rel).stem, ROOT / rel)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-grid_mod = load("benchmarks/gpu/vram_grid.py")
-report_mod = load("benchmarks/vram_report.py")
+grid_mod = load_script("benchmarks/gpu/vram_grid.py")
+report_mod = load_script("benchmarks/vram_report.py")
 
 
 def test_grid_covers_models_quantization_gc_batch_seq_and_unsloth():

@@ -10,7 +10,7 @@ from doctor.config.model_shapes import table_lookup
 from doctor.config.python_parser import parse_python
 from doctor.vram import estimator as E
 from doctor.vram import workloads as W
-from tests.vram_helpers import CORPUS, GIB, make_facts
+from tests.vram_helpers import CORPUS, GIB, load_script, make_facts
 
 MIXTRAL = table_lookup("mistralai/Mixtral-8x7B-v0.1")
 QWEN3_MOE = table_lookup("Qwen/Qwen3-30B-A3B")
@@ -159,13 +159,7 @@ def test_moe_4bit_rule_follows_versions():
 def test_gpu_validation_grid_and_its_estimates():
     """benchmarks/gpu/vram_workloads.py (run on a GPU later): at least 12 rows over every workload, and
     each row's estimate carries the component its workload adds."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu" / "vram_workloads.py"
-    spec = importlib.util.spec_from_file_location("vram_workloads_bench", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("benchmarks/gpu/vram_workloads.py")
     rows = mod.grid(smoke=False)
     assert len(rows) >= 12 and len({r["id"] for r in rows}) == len(rows)
     assert {r["kind"] for r in rows} == {"full", "lora", "dpo", "vlm", "grpo", "grpo-vllm"}
@@ -273,13 +267,8 @@ def test_gradient_accumulation_decides_whether_gradients_persist(accum, persist)
 def test_workload_report_rescores_a_measurement_with_the_current_estimator():
     """benchmarks/vram_workloads_report.py: truth = peak reserved + context (the idle probe's, or each
     training process's own with --process-context); error against mid, a false "fit" above high."""
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parent.parent
-    sys.path[:0] = [str(root / "benchmarks"), str(root / "benchmarks" / "gpu")]
-    import vram_workloads as bench
-    import vram_workloads_report as report
+    bench = load_script("benchmarks/gpu/vram_workloads.py")
+    report = load_script("benchmarks/vram_workloads_report.py")
 
     row = next(r for r in bench.grid(False) if r["id"] == "s10-moe64-lora-gc1")
     est = bench.estimate_row(row, 140 * GIB)

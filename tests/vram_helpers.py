@@ -7,6 +7,7 @@ from typing import Optional
 from doctor.facts import Facts, GPUInfo, PackageInfo, PlatformInfo, TorchInfo
 from doctor.units import GIB  # noqa: F401  (re-exported to the tests)
 
+ROOT = Path(__file__).resolve().parent.parent
 CORPUS = Path(__file__).parent / "corpus"
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 REFERENCE = EXAMPLES / "train_unsloth_llama31_8b.py"
@@ -40,3 +41,18 @@ def span_slice(source: str, span) -> str:
     parts += lines[span.line:span.end_line - 1]
     parts.append(lines[span.end_line - 1][:span.end_col])
     return "".join(parts)
+
+
+def load_script(rel: str):
+    """A benchmark script (not a package module) by its path from the repository root, as its own
+    module; its folder goes on sys.path first, as when it runs (the GPU scripts import vram_grid)."""
+    import importlib.util
+    import sys
+
+    path = ROOT / rel
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
