@@ -31,12 +31,8 @@ def rescore(results: dict, process_context: bool = False) -> dict:
         if row is not None:
             rec["set"] = row.get("set", rec.get("set", "-"))
             rec["estimate"] = w.estimate_row(row, total)
-        meas = rec.get("measured") or {}
-        own = meas.get("process_context") if process_context else None
-        if "peak_reserved" in meas and (own or ctx) is not None:
-            peak = meas["peak_reserved"] + (own if own is not None else ctx)
-            rec.update(peak=peak, error=(rec["estimate"]["mid"] - peak) / peak, false_fit=rec["estimate"]["high"] < peak)
-        out["rows"].append(rec)
+        own = (rec.get("measured") or {}).get("process_context") if process_context else None
+        out["rows"].append(w.score(rec, own if own is not None else ctx))
     return out
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import vram_grid as vg   # noqa: E402  (the child, checkpoints, the estimate path)
+from vram_grid import device_full   # noqa: E402  (trials share the card)
 
 GIB = 1024 ** 3
 RESOLUTION = 0.5 * GIB
@@ -178,24 +179,6 @@ class Runner:
 
 def est_for(row: dict, versions: dict, total) -> dict:
     return vg.estimate_row(row, versions, total)
-
-
-def device_full(t: dict) -> bool:
-    """An OOM because the card was full (other trials), not because of this trial's cap:
-    torch says 'Tried to allocate X ... of which Y is free' with Y < X."""
-    import re
-
-    err = t.get("error") or ""
-    m1 = re.search(r"Tried to allocate ([\d.]+) (GiB|MiB)", err)
-    m2 = re.search(r"of which ([\d.]+) (GiB|MiB) is free", err)
-    if not (m1 and m2):
-        return False
-    size = lambda m: float(m.group(1)) * (1 if m.group(2) == "GiB" else 1 / 1024)   # noqa: E731
-    used = re.search(r"this process has ([\d.]+) (GiB|MiB) memory in use", err)
-    allowed = re.search(r"([\d.]+) (GiB|MiB) allowed", err)
-    if used and allowed and size(used) + size(m1) > size(allowed):
-        return False   # the cap would have refused it anyway
-    return size(m2) < size(m1)
 
 
 def measure_row(r: Runner, entry: dict, save) -> None:

@@ -168,6 +168,24 @@ def estimate_row(row: dict, versions: dict[str, str], gpu_total: int | None) -> 
     return out
 
 
+def device_full(t: dict) -> bool:
+    """An OOM because the card was full (other processes: trials, rows run side by side), not because of
+    this process's cap or its own size: torch says 'Tried to allocate X ... of which Y is free' with Y < X."""
+    import re
+
+    err = t.get("error") or ""
+    m1 = re.search(r"Tried to allocate ([\d.]+) (GiB|MiB)", err)
+    m2 = re.search(r"of which ([\d.]+) (GiB|MiB) is free", err)
+    if not (m1 and m2):
+        return False
+    size = lambda m: float(m.group(1)) * (1 if m.group(2) == "GiB" else 1 / 1024)   # noqa: E731
+    used = re.search(r"this process has ([\d.]+) (GiB|MiB) memory in use", err)
+    allowed = re.search(r"([\d.]+) (GiB|MiB) allowed", err)
+    if used and allowed and size(used) + size(m1) > size(allowed):
+        return False   # the cap would have refused it anyway
+    return size(m2) < size(m1)
+
+
 def row_inputs(row: dict, versions: dict[str, str], gpu_total: int | None):
     """(shape, low, mid, high Inputs, assumptions) for a row, as `doctor run` derives them."""
     from doctor.config.model import TrainingConfig

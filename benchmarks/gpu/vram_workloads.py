@@ -244,7 +244,6 @@ def estimate_row(row: dict, gpu_total: int) -> dict:
 # -- the child: build, run, measure ---------------------------------------------------------------
 
 def build_model(cfg: dict, device, dtype):
-    import torch
     import transformers as T
 
     kind = cfg["model_type"]
@@ -438,18 +437,6 @@ def child_main(spec: str) -> None:
     print(MARK + json.dumps(res), flush=True)
 
 
-def device_full(res: dict) -> bool:
-    """An OOM because other jobs filled the card ('Tried to allocate X ... of which Y is free', Y < X),
-    not because this row needs more than the card: retried, not recorded."""
-    import re
-
-    err = res.get("error") or ""
-    m1 = re.search(r"Tried to allocate ([\d.]+) (GiB|MiB)", err)
-    m2 = re.search(r"of which ([\d.]+) (GiB|MiB) is free", err)
-    size = lambda m: float(m.group(1)) * (1 if m.group(2) == "GiB" else 1 / 1024)   # noqa: E731
-    return bool(res.get("oom") and m1 and m2 and size(m2) < size(m1))
-
-
 def run_child(row: dict, timeout: float) -> dict:
     # the repository first, then whatever the caller had (the GPU machine's carried wheels: bitsandbytes)
     env = dict(os.environ, **ENV, PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
@@ -488,6 +475,8 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=float, default=240)
     ap.add_argument("--jobs", type=int, default=1, help="rows at once (each peak is its own process's)")
     args = ap.parse_args(argv)
+    from vram_grid import device_full   # beside this script (on sys.path when it runs)
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     gpu = {"context": 0, "total": 24 * 1024 ** 3} if args.cpu_smoke else gpu_context()
@@ -499,14 +488,12 @@ def main(argv=None) -> int:
         est = estimate_row(row, int(gpu.get("total") or 0))
         meas = run_child(row, args.timeout)
         for _ in range(3):   # the card shared with other jobs (--jobs, or another benchmark)
-            if not device_full(meas):
+            if not (meas.get("oom") and device_full(meas)):
                 break
             time.sleep(20)
             meas = dict(run_child(row, args.timeout), retried_after="device-full")
-        rec = {"id": row["id"], "set": row.get("set", "-"), "estimate": est, "measured": meas}
-        if "peak_reserved" in meas and gpu.get("context") is not None:
-            peak = meas["peak_reserved"] + gpu["context"]
-            rec.update(peak=peak, error=(est["mid"] - peak) / peak, false_fit=est["high"] < peak)
+        rec = score({"id": row["id"], "set": row.get("set", "-"), "estimate": est, "measured": meas},
+                    gpu.get("context"))
         with lock:
             results["rows"].append(rec)
             (out / "vram_workloads.json").write_text(json.dumps(results, indent=1))
@@ -521,6 +508,15 @@ def main(argv=None) -> int:
     (out / "vram_workloads.json").write_text(json.dumps(results, indent=1))
     (out / "vram_workloads.md").write_text(markdown(results))
     return 0 if all("error" not in r["measured"] for r in results["rows"]) else 1
+
+
+def score(rec: dict, context) -> dict:
+    """rec + peak (peak reserved + the CUDA context), the mid edge's error and whether HIGH is below it."""
+    meas = rec.get("measured") or {}
+    if "peak_reserved" in meas and context is not None:
+        peak = meas["peak_reserved"] + context
+        rec.update(peak=peak, error=(rec["estimate"]["mid"] - peak) / peak, false_fit=rec["estimate"]["high"] < peak)
+    return rec
 
 
 def markdown(results: dict) -> str:
