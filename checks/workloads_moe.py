@@ -8,7 +8,7 @@ from doctor.facts import Facts
 from doctor.findings import Finding, Severity
 from doctor.units import gib
 from doctor.vram.estimator import NF4_BYTES, estimate_for
-from doctor.vram.workloads import experts_stay_16bit, moe_extra_params
+from doctor.vram.workloads import expert_params, experts_stay_16bit, moe_extra_params
 
 EXPERTS = "workloads.moe-4bit-experts-unquantized"
 
@@ -25,14 +25,14 @@ def workloads_moe(facts: Facts, config: TrainingConfig) -> list[Finding]:
     why = experts_stay_16bit(facts, config, shape)
     if why is None:
         return []
-    expert_params = shape.layers * shape.num_experts * 3 * shape.hidden * shape.moe_intermediate
-    extra = expert_params * (est.inputs.param_bytes - NF4_BYTES)
+    experts = expert_params(shape)
+    extra = experts * (est.inputs.param_bytes - NF4_BYTES)
     unsloth = config.framework == "unsloth"
     return [Finding(
         id=EXPERTS, severity=Severity.WARNING,
         title=f"{shape.name or config.model_name}: the 4-bit load leaves {shape.num_experts} experts per layer "
               f"in 16 bits (about {gib(extra)} more than planned)",
-        why=f"{why.capitalize()}. The experts are {expert_params / 1e9:.1f}B of the model's "
+        why=f"{why.capitalize()}. The experts are {experts / 1e9:.1f}B of the model's "
             f"{(shape.total_params + moe_extra_params(shape)) / 1e9:.1f}B parameters, so the 'quantized' model "
             "is close to its 16-bit size (bitsandbytes-foundation/bitsandbytes#1849).",
         remediation=("Update Unsloth (its loader quantizes fused experts), " if unsloth else
@@ -41,7 +41,7 @@ def workloads_moe(facts: Facts, config: TrainingConfig) -> list[Finding]:
         commands=["pip install --upgrade unsloth unsloth_zoo"] if unsloth else [],
         evidence={"model": config.model_name, "packages.transformers.version": facts.version("transformers"),
                   "packages.unsloth.version": facts.version("unsloth"), "quantization": "4bit",
-                  "experts stored in 16 bits": gib(expert_params * est.inputs.param_bytes)},
+                  "experts stored in 16 bits": gib(experts * est.inputs.param_bytes)},
         links=["https://github.com/bitsandbytes-foundation/bitsandbytes/issues/1849",
                "https://github.com/unslothai/unsloth/issues/4032"],
         confidence=0.7, fix_cost=2)]

@@ -58,24 +58,26 @@ class Component:
 
 # -- helpers --------------------------------------------------------------------------------------
 
+def _optimizer_row(optim: str, rows: list[dict]) -> Optional[dict]:
+    """The row of checks/data/optimizer_state.json naming this TrainingArguments `optim` value."""
+    name = (optim or "").lower().split(".")[-1]
+    return next((row for row in rows if name in row["names"]), None)
+
+
 def optimizer_step_temporary(optim: str, param_bytes: float) -> float:
     """Bytes per trainable parameter the optimizer's step() allocates on top of its state
     (checks/data/optimizer_state.json "step_temporaries"; unknown names: one parameter's worth)."""
     from doctor.knowledge import load
 
-    name = (optim or "").lower().split(".")[-1]
-    for row in load("optimizer_state")["step_temporaries"]["rows"]:
-        if name in row["names"]:
-            return row["param_multiple"] * param_bytes
-    return param_bytes
+    row = _optimizer_row(optim, load("optimizer_state")["step_temporaries"]["rows"])
+    return (row["param_multiple"] if row else 1) * param_bytes
 
 
 def optimizer_bytes(optim: str, param_bytes: float) -> tuple[float, bool]:
     """(state bytes per trainable param, known?) from checks/data/optimizer_state.json."""
     from doctor.knowledge import load
 
-    name = (optim or "").lower().split(".")[-1]
-    for row in load("optimizer_state")["optimizers"]:
-        if name in row["names"]:
-            return (row["bytes"] if "bytes" in row else row["param_multiple"] * param_bytes), True
-    return 2 * param_bytes, False
+    row = _optimizer_row(optim, load("optimizer_state")["optimizers"])
+    if row is None:
+        return 2 * param_bytes, False
+    return (row["bytes"] if "bytes" in row else row["param_multiple"] * param_bytes), True

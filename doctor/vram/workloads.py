@@ -182,6 +182,11 @@ def _gpu_total(facts) -> int:
 
 # -- the components -------------------------------------------------------------------------------
 
+def expert_params(shape: ModelShape) -> int:
+    """Every routed expert's gate, up and down projections, all layers (0 for a dense model)."""
+    return shape.layers * shape.num_experts * 3 * shape.hidden * shape.moe_intermediate if shape.is_moe else 0
+
+
 def moe_extra_params(shape: ModelShape) -> int:
     """Stored parameters the dense arithmetic (the active path) does not count: the routed experts a
     token does not visit, and the router."""
@@ -230,9 +235,9 @@ def workload_components(shape: ModelShape, inp, k, comps: list) -> list:
                                      note=f"r={inp.lora_r} on every expert's fused gate_up/down (PEFT ParamWrapper): "
                                           "fp32 adapter + grad + state"))
                 # ... and W + B.A built for the whole layer in each forward, kept for backward
-                copy = e * 3 * h * i * inp.param_bytes
                 layers = shape.layers if inp.gc == "off" else 1
-                out.append(Component("moe-lora-delta", "experts' W + B.A per layer", layers * copy,
+                copy = expert_params(shape) // shape.layers * layers * inp.param_bytes
+                out.append(Component("moe-lora-delta", "experts' W + B.A per layer", copy,
                                      note=("every layer keeps" if inp.gc == "off" else "the recomputed layer keeps")
                                      + " a full copy of its experts' weights with the LoRA delta (PEFT ParamWrapper)"))
             else:   # transformers 4: each expert an nn.Linear with its own adapter
@@ -281,7 +286,8 @@ def experts_get_lora(shape: ModelShape, targets) -> bool:
     if names & {"all-linear", "gate_up_proj"}:
         return True
     family = rule["model_types"].get(shape.model_type)
-    expert_names = set(rule["patterns"][family]) if family else {"gate_proj", "up_proj", "down_proj", "w1", "w2", "w3"}
+    # a family the table does not know: any known naming counts (the conservative side: more memory)
+    expert_names = set(rule["patterns"][family]) if family else set().union(*rule["patterns"].values())
     return bool(names & expert_names)
 
 
