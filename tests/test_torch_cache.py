@@ -18,14 +18,16 @@ from probe_helpers import write_module
 
 ROOT = Path(__file__).resolve().parent.parent
 
-FAKE_TORCH = """
-import os, types
+# every fake counts its imports in imports.log beside it
+FAKE_TORCH_BASE = """
+import os, types, warnings
 with open(os.path.join(os.path.dirname(__file__), "imports.log"), "a") as _fh:
     _fh.write("imported\\n")
 __version__ = "2.5.1+cu124"
 version = types.SimpleNamespace(cuda="12.4", hip=None)
 backends = types.SimpleNamespace(cudnn=types.SimpleNamespace(version=lambda: 90100))
-
+"""
+FAKE_TORCH = FAKE_TORCH_BASE + """
 class _Props:
     name = "NVIDIA GeForce RTX 4090"
     major, minor = 8, 9
@@ -36,13 +38,7 @@ cuda = types.SimpleNamespace(
     mem_get_info=lambda i: (20000000000, 25386352640), get_arch_list=lambda: ["sm_80", "sm_86", "sm_89", "sm_90"],
     is_bf16_supported=lambda including_emulation=True: True, get_device_capability=lambda: (8, 9))
 """
-FAKE_TORCH_OLD_DRIVER = """
-import os, types, warnings
-with open(os.path.join(os.path.dirname(__file__), "imports.log"), "a") as _fh:
-    _fh.write("imported\\n")
-__version__ = "2.5.1+cu124"
-version = types.SimpleNamespace(cuda="12.4", hip=None)
-backends = types.SimpleNamespace(cudnn=types.SimpleNamespace(version=lambda: 90100))
+FAKE_TORCH_OLD_DRIVER = FAKE_TORCH_BASE + """
 def _is_available():
     warnings.warn("CUDA initialization: The NVIDIA driver on your system is too old (found version 11040).")
     return False
