@@ -105,16 +105,16 @@ def render(recs: list[dict], verdict: dict | None = None) -> str:
             + ((v.get("high") or {}).get("status") or "-") + " | " + ((v.get("0.85low") or {}).get("status") or "-")
             + " |")
     out = ["\n".join(lines), ""]
-    for name in ("fit", "held-out"):
+    for name in dict.fromkeys(r["set"] for r in recs):
         sub = [r for r in recs if r["set"] == name]
         out.append(f"- **{name.upper()}**: {summary(sub)}")
-    if verdict:
-        held = {r["id"] for r in recs if r["set"] == "held-out"}
+    for name in [s for s in dict.fromkeys(r["set"] for r in recs) if s != "fit"] if verdict else []:
+        held = {r["id"] for r in recs if r["set"] == name}
         vh = {k: v for k, v in vmap.items() if k in held}
         bad = sorted(k for k, v in vh.items() if (v.get("high") or {}).get("status") == "oom")
         loose = sorted(k for k, v in vh.items() if (v.get("0.85low") or {}).get("status") == "ok")
         ran = sorted(k for k, v in vh.items() if (v.get("high") or {}).get("status") in ("ok", "oom"))
-        out.append(f"- **Verdict runs** ({len(ran)} held-out rows run capped at the high estimate): "
+        out.append(f"- **Verdict runs, {name.upper()}** ({len(ran)} rows run capped at the high estimate): "
                    f"{len(bad)} ran out of memory there" + (f" ({', '.join(bad)})" if bad else "")
                    + f"; {len(loose)} trained even at 0.85 x low (band too wide there)"
                    + (f": {', '.join(loose)}" if loose else ""))
@@ -130,7 +130,7 @@ def merge(runs: list[dict]) -> dict:
             measured = (e.get("peak_run") or {}).get("status") not in (None, "skipped")
             if measured or e["id"] not in by_id:
                 by_id[e["id"]] = e
-    out["rows"] = sorted(by_id.values(), key=lambda e: (e["id"][0] != "F", int(e["id"][1:])))
+    out["rows"] = sorted(by_id.values(), key=lambda e: ("FHN".find(e["id"][0]), int(e["id"][1:])))
     return out
 
 

@@ -281,3 +281,42 @@ def test_workload_report_rescores_a_measurement_with_the_current_estimator():
     assert b["false_fit"] and b["peak"] == int(est["high"]) + GIB
     own_truth = report.rescore({"gpu": {"context": ctx, "total": 140 * GIB}, "rows": [over]}, process_context=True)
     assert own_truth["rows"][0]["peak"] == b["peak"] - ctx + own
+
+
+def test_cap_bisection_brackets_the_least_memory_and_stops_on_a_failed_trial():
+    """vram_grid.bisect_cap (dense and workload rows): the bracket always holds the true least cap."""
+    grid = load_script("benchmarks/gpu/vram_grid.py")
+    truth = 10.3 * GIB
+    calls = []
+
+    def trial(cap):
+        calls.append(cap)
+        return {"status": "ok" if cap >= truth else "oom"}
+    lo, hi, trials = grid.bisect_cap(trial, 8 * GIB, 12 * GIB, 0.25 * GIB, 10)
+    assert lo < truth <= hi and hi - lo <= 0.25 * GIB and len(trials) == len(calls) == 4
+    lo, hi, trials = grid.bisect_cap(trial, 8 * GIB, 12 * GIB, 0.25 * GIB, 2)
+    assert (lo, hi) == (10 * GIB, 11 * GIB) and len(trials) == 2   # the trial limit keeps the bracket so far
+    lo, hi, trials = grid.bisect_cap(lambda cap: {"status": "error"}, 8 * GIB, 12 * GIB, 0.25 * GIB, 10)
+    assert (lo, hi) == (8 * GIB, 12 * GIB) and len(trials) == 1
+
+
+def test_workload_score_against_the_least_memory_that_trains():
+    """A row with --least: least = bracket top + the process's context; a false "fit" is the run capped
+    at HIGH running out of memory, else HIGH below the bracket."""
+    bench = load_script("benchmarks/gpu/vram_workloads.py")
+    row = next(r for r in bench.grid(False) if r["id"] == "s12-mixtral-lora-gc1")
+    est = bench.estimate_row(row, 140 * GIB)
+    ctx = int(0.75 * GIB)
+    least = {"cap": int(est["mid"]) - ctx, "lower": int(est["mid"]) - ctx - GIB // 4, "context": ctx,
+             "verdict": {"0.85low": {"status": "oom"}}}
+    rec = bench.score({"id": row["id"], "estimate": est,
+                       "measured": {"peak_reserved": int(est["mid"]), "least": least}}, ctx)
+    assert abs(rec["error_least"]) < 1e-6 and rec["least"] == int(est["mid"]) and not rec["false_fit_least"]
+    assert rec["error"] < 0 and not rec["low_trained"]
+    over = dict(least, cap=int(est["high"]), lower=int(est["high"]))   # HIGH below the bracket, no capped run
+    rec = bench.score({"id": row["id"], "estimate": est, "measured": {"peak_reserved": 1, "least": over}}, ctx)
+    assert rec["false_fit_least"] and rec["error_least"] < 0
+    ran = dict(least, verdict={"high": {"status": "oom"}, "0.85low": {"status": "ok"}})
+    rec = bench.score({"id": row["id"], "estimate": est, "measured": {"peak_reserved": 1, "least": ran}}, ctx)
+    assert rec["false_fit_least"] and rec["low_trained"]
+    assert "vs least" in bench.markdown({"date": "-", "rows": [rec]})

@@ -2,6 +2,7 @@
 # Every GPU measurement in one call to the lent machine (2 GPUs if available, else 1).
 #   bash benchmarks/gpu/run_all.sh RESULTS_DIR [PART ...]
 #   PARTS: facts bench bundle grid holdout repro cudastall attach ddp ranks workloads set7 (default: the first run's set)
+#   set7 runs vram_bisect.py measure on SET7_ROWS (set 7's or set 11's rows), SET7_BISECT trials a row
 # Wheels in .whl/ (made by benchmarks/gpu/fetch_wheels.sh) are installed into /tmp/site first (no internet there). Long parts run in
 # parallel on separate GPUs; each part has its own time limit so the others still report.
 set -u
@@ -48,7 +49,8 @@ if has attach; then
   (sleep 20; CUDA_VISIBLE_DEVICES=0 timeout 200 python3 benchmarks/gpu/attach_states.py "$R/attach" > "$R/attach.log" 2>&1; echo "attach rc=$?" >> "$R/attach.log") & pids+=($!)
 fi
 if has workloads; then   # issue 16: sequential rows (2 at once) beside set7; started first for its idle-card context probe
-  (timeout ${WORKLOADS_S:-500} python3 benchmarks/gpu/vram_workloads.py "$R/workloads" --jobs ${WORKLOADS_JOBS:-2} > "$R/workloads.log" 2>&1; echo "workloads rc=$?" >> "$R/workloads.log") & pids+=($!)
+  # WORKLOADS_ARGS: e.g. "--least --ids a,b --reuse-peaks OLD.json" (least memory that trains, set 12)
+  (timeout ${WORKLOADS_S:-500} python3 benchmarks/gpu/vram_workloads.py "$R/workloads" --jobs ${WORKLOADS_JOBS:-2} ${WORKLOADS_ARGS:-} > "$R/workloads.log" 2>&1; echo "workloads rc=$?" >> "$R/workloads.log") & pids+=($!)
   sleep 15
 fi
 if has set7; then       # issue 12: the rows set 7 still lacks, the verdict's 0.85 x LOW half, the Unsloth verdicts

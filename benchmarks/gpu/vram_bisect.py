@@ -76,7 +76,25 @@ ROWS = [
     ("H14", "transformers", "1b", "4bit", "hf", 4, 8192, False),
     ("H15", "unsloth", "8b", "4bit", "unsloth", 1, 16384, None),
     ("H16", "unsloth", "qwen3-1.7b", "4bit", "unsloth", 8, 2048, None),
+    # set 11: HELD-OUT for the second refit (logits 12.5 bytes, slack 6%), written and committed with
+    # their estimates before measuring: shapes no earlier set measured (Qwen2.5-0.5B/3B, Qwen3-0.6B/8B,
+    # Phi-4-mini) and new configurations of measured ones; transformers only (the refit leaves Unsloth's
+    # path as it was); sized to run four at a time on the card
+    ("N1", "transformers", "qwen2.5-0.5b", "none", "hf", 8, 2048, True),
+    ("N2", "transformers", "qwen3-0.6b", "4bit", "off", 2, 2048, True),
+    ("N3", "transformers", "qwen2.5-3b", "4bit", "hf", 1, 8192, True),
+    ("N4", "transformers", "qwen3-8b", "4bit", "hf", 1, 4096, True),
+    ("N5", "transformers", "phi-4-mini", "none", "hf", 2, 2048, True),
+    ("N6", "transformers", "phi-4-mini", "4bit", "off", 1, 2048, True),
+    ("N7", "transformers", "1b", "none", "off", 1, 4096, True),
+    ("N8", "transformers", "3b", "none", "hf", 4, 2048, True),
+    ("N9", "transformers", "gemma-3-1b", "4bit", "hf", 1, 8192, True),
+    ("N10", "transformers", "granite-3.1-2b", "none", "off", 1, 4096, True),
+    ("N11", "transformers", "qwen3-0.6b", "none", "hf", 1, 16384, True),
+    ("N12", "transformers", "qwen2.5-3b", "none", "off", 1, 2048, True),
 ]
+SETS = {"F": "fit", "H": "held-out", "N": "set11"}   # by the id's letter
+HELD = ("held-out", "set11")                       # sets never used to fit: they get the verdict
 SMOKE = [
     ("S1", "transformers", "tiny", "none", "off", 2, 64, False),
     ("S2", "transformers", "tiny", "none", "hf", 2, 128, False),
@@ -88,7 +106,7 @@ def rows(selected: str | None, smoke: bool) -> list[dict]:
     for rid, fw, model, quant, gc, b, s, ac in (SMOKE if smoke else ROWS):
         if selected and rid not in selected.split(","):
             continue
-        out.append(dict(id=rid, set="fit" if rid.startswith("F") else "held-out" if rid.startswith("H") else "smoke",
+        out.append(dict(id=rid, set=SETS.get(rid[0], "smoke"),
                         model=model, framework=fw, quant=quant, gc=gc, batch=b, seq=s, autocast=ac, steps=2,
                         timeout=420 if fw == "unsloth" else 240))
     return out
@@ -198,28 +216,23 @@ def measure_row(r: Runner, entry: dict, save) -> None:
     if peak.get("status") != "ok" or r.device != "cuda":
         return
     # 2. bisect: lo = peak allocated (the live bytes: no cap below trains), hi = peak reserved (trained)
-    if r.args.low_verdict and row["set"] == "held-out":   # the verdict's other half; the peak run was "at HIGH"
+    if r.args.low_verdict and row["set"] in HELD:   # the verdict's other half; the peak run was "at HIGH"
         low_verdict(r, entry, peak.get("context_bytes") or int(0.75 * GIB), save)
     lo, hi = float(peak["peak_allocated"]), float(peak["peak_reserved"])
     entry["bisect"] = []
-    first = True
-    while hi - lo > RESOLUTION and len(entry["bisect"]) < r.args.max_bisect:
-        # run 2 (2026-12-03): a first trial just above the live bytes ran out of memory on 12 of 12
-        # rows (fragmentation under a cap is real), so bisect from the midpoint unless asked
-        mid = lo + RESOLUTION if first and r.args.first_above_live else (lo + hi) / 2
-        first = False
-        t = r.trial(row, mid, mid)
+
+    def trial(cap: float) -> dict:
+        t = r.trial(row, cap, cap)
         if t.get("status") == "oom" and device_full(t):
-            t = dict(r.trial(row, mid, mid), retried_after="device-full")
+            t = dict(r.trial(row, cap, cap), retried_after="device-full")
         entry["bisect"].append(t)
         save()
-        if t.get("status") == "ok":
-            hi = mid
-        elif t.get("status") == "oom":
-            lo = mid
-        else:
-            break   # skipped / crashed: keep the bracket we have
-        r.log(f"{row['id']:<4} cap {mid / GIB:.2f} GiB: {t.get('status')}")
+        return t
+    # run 2 (2026-12-03): a first trial just above the live bytes ran out of memory on 12 of 12
+    # rows (fragmentation under a cap is real), so bisect from the midpoint unless asked
+    lo, hi, _ = vg.bisect_cap(trial, lo, hi, RESOLUTION, r.args.max_bisect,
+                              first=lo + RESOLUTION if r.args.first_above_live else None,
+                              log=lambda cap, t: r.log(f"{row['id']:<4} cap {cap / GIB:.2f} GiB: {t.get('status')}"))
     ctx = peak.get("context_bytes") or 0
     entry["least_cap"] = int(hi)
     entry["least_cap_lower"] = int(lo)

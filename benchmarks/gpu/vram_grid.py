@@ -40,7 +40,10 @@ MODELS = {"1b": "llama-3.2-1b", "8b": "llama-3.1-8b",
           "gemma-2-2b": "gemma-2-2b", "gemma-2-9b": "gemma-2-9b",
           # set 7 (issue 12, benchmarks/gpu/vram_bisect.py)
           "3b": "llama-3.2-3b", "qwen3-1.7b": "qwen3-1.7b", "qwen3-4b": "qwen3-4b", "gemma-3-1b": "gemma-3-1b",
-          "phi-3.5-mini": "phi-3.5-mini", "granite-3.1-2b": "granite-3.1-2b"}
+          "phi-3.5-mini": "phi-3.5-mini", "granite-3.1-2b": "granite-3.1-2b",
+          # set 11 (issue 12): shapes no earlier set measured
+          "qwen2.5-0.5b": "qwen2.5-0.5b", "qwen2.5-3b": "qwen2.5-3b", "qwen3-0.6b": "qwen3-0.6b",
+          "qwen3-8b": "qwen3-8b", "phi-4-mini": "phi-4-mini"}
 PHI_TARGETS = ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]   # fused projections (Phi-3)
 TINY = dict(hidden=64, intermediate=176, layers=2, heads=4, kv_heads=2, head_dim=16, vocab=1000, tied_embeddings=True)
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
@@ -184,6 +187,28 @@ def device_full(t: dict) -> bool:
     if used and allowed and size(used) + size(m1) > size(allowed):
         return False   # the cap would have refused it anyway
     return size(m2) < size(m1)
+
+
+def bisect_cap(trial, lo: float, hi: float, resolution: float, max_trials: int, first: float | None = None,
+               log=None) -> tuple[float, float, list[dict]]:
+    """The least allocator cap that trains, between lo (the live bytes: nothing below trains) and hi
+    (a cap that trained). trial(cap) -> {"status": "ok" | "oom" | ...}, each a fresh process; a trial
+    that neither trained nor ran out of memory (skipped, crashed) ends the search with the bracket so far.
+    Shared by the dense rows (vram_bisect.py) and the workload rows (vram_workloads.py)."""
+    trials: list[dict] = []
+    while hi - lo > resolution and len(trials) < max_trials:
+        cap = first if first is not None and not trials else (lo + hi) / 2
+        t = trial(cap)
+        trials.append(t)
+        if log:
+            log(cap, t)
+        if t.get("status") == "ok":
+            hi = cap
+        elif t.get("status") == "oom":
+            lo = cap
+        else:
+            break
+    return lo, hi, trials
 
 
 def row_inputs(row: dict, versions: dict[str, str], gpu_total: int | None):

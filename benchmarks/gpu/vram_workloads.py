@@ -80,6 +80,10 @@ OLMOE_S = {"model_type": "olmoe", "hidden_size": 1024, "intermediate_size": 512,
 LLAMA3B = {"model_type": "llama", "hidden_size": 3072, "intermediate_size": 8192, "num_hidden_layers": 28,
            "num_attention_heads": 24, "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 128256,
            "tie_word_embeddings": True}
+# SET 12 shapes (written 2026-12-03 before any least-memory measurement of a workload row): Qwen3-0.6B
+QWEN3_06 = {"model_type": "qwen3", "hidden_size": 1024, "intermediate_size": 3072, "num_hidden_layers": 28,
+            "num_attention_heads": 16, "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 151936,
+            "tie_word_embeddings": True}
 TINY = {"model_type": "qwen2", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
         "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 1000, "tie_word_embeddings": True}
 TINY_MOE = dict(MOE, hidden_size=64, moe_intermediate_size=32, num_hidden_layers=2, num_attention_heads=4,
@@ -199,6 +203,29 @@ def grid(smoke: bool) -> list[dict]:
     for r in s10:
         r["set"] = "set10"
     rows += s10
+    # SET 12: HELD-OUT for the least-memory refit (issue 16 scored as issue 12 is: against the least memory
+    # that trains), written and committed with their estimates before any workload row was bisected
+    s12 = [
+        dict(id="s12-full-qwen3-0.6b-gc1", kind="full", cfg=QWEN3_06, batch=4, seq=1024, gc=True, optim="adamw_torch"),
+        dict(id="s12-full-qwen0.5b-8bit-gc0", kind="full", cfg=QWEN05, batch=2, seq=2048, gc=False, optim="adamw_8bit"),
+        dict(id="s12-full-llama1b-fused-b8", kind="full", cfg=LLAMA1B, batch=8, seq=1024, gc=True,
+             optim="adamw_torch_fused"),
+        dict(id="s12-dpo-qwen3-0.6b-gc1", kind="dpo", cfg=QWEN3_06, batch=2, seq=1024, gc=True, optim="adamw_torch"),
+        dict(id="s12-dpo-llama1b-8bit-gc0", kind="dpo", cfg=LLAMA1B, batch=1, seq=1024, gc=False, optim="adamw_8bit"),
+        dict(id="s12-moe32-full-gc1-4k", kind="full", cfg=MOE, batch=2, seq=4096, gc=True, optim="adamw_torch"),
+        dict(id="s12-mixtral-lora-gc1", kind="lora", cfg=MIXTRAL_S, batch=4, seq=2048, gc=True, optim="adamw_torch"),
+        dict(id="s12-olmoe-lora-gc0", kind="lora", cfg=OLMOE_S, batch=2, seq=2048, gc=False, optim="adamw_torch"),
+        dict(id="s12-qwen2moe-full-gc1", kind="full", cfg=QWEN2MOE_S, batch=2, seq=2048, gc=True, optim="adamw_torch"),
+        dict(id="s12-vlm-trained-gc1-560", kind="vlm", cfg=VLM, batch=1, seq=1024, gc=True, optim="adamw_torch",
+             image=560, vision_trained=True),
+        dict(id="s12-vlm-frozen-gc1-b4", kind="vlm", cfg=VLM, batch=4, seq=1024, gc=True, optim="adamw_torch",
+             image=336, vision_trained=False),
+        dict(id="s12-grpo-qwen3-0.6b", kind="grpo", cfg=QWEN3_06, batch=8, prompt=256, completion=256, gc=True,
+             optim="adamw_torch", accum=2),
+    ]
+    for r in s12:
+        r["set"] = "set12"
+    rows += s12
     for frac in (0.3, 0.5):
         rows.append(dict(id=f"grpo-vllm-colocate-{frac}", kind="grpo-vllm", cfg=QWEN05, batch=8, prompt=256,
                          completion=512, gc=True, optim="adamw_torch", accum=1, fraction=frac, set="held-out"))
@@ -281,6 +308,10 @@ def child(row: dict) -> dict:
     torch.manual_seed(0)
     res: dict = {}
     llm = None
+    if cuda and row.get("cap_bytes"):   # the caching allocator may reserve at most this (a smaller card)
+        torch.zeros(1, device=dev)
+        total = torch.cuda.get_device_properties(0).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, row["cap_bytes"] / total))
     if row["kind"] == "grpo-vllm":
         llm = start_vllm(row)
         if llm is None:
@@ -474,8 +505,15 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default="", help="run rows whose id contains this")
     ap.add_argument("--timeout", type=float, default=240)
     ap.add_argument("--jobs", type=int, default=1, help="rows at once (each peak is its own process's)")
+    ap.add_argument("--ids", default="", help="comma-separated row ids (instead of --only)")
+    ap.add_argument("--least", action="store_true",
+                    help="also the least memory that trains (allocator cap bisected) and the verdict at HIGH / 0.85 x LOW")
+    ap.add_argument("--reuse-peaks", default="",
+                    help="comma-separated earlier results: rows measured there skip their uncapped peak run")
+    ap.add_argument("--max-bisect", type=int, default=4)
+    ap.add_argument("--resolution-gib", type=float, default=0.25)
     args = ap.parse_args(argv)
-    from vram_grid import device_full   # beside this script (on sys.path when it runs)
+    from vram_grid import bisect_cap, device_full   # beside this script (on sys.path when it runs)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -483,15 +521,49 @@ def main(argv=None) -> int:
     results = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "gpu": gpu, "rows": []}
     lock = threading.Lock()
 
-    def one(row: dict) -> None:
-        row = dict(row, ckpt_dir=args.ckpt_dir, cpu=args.cpu_smoke)
-        est = estimate_row(row, int(gpu.get("total") or 0))
-        meas = run_child(row, args.timeout)
+    earlier = {}
+    for f in filter(None, args.reuse_peaks.split(",")):
+        earlier.update({r["id"]: r["measured"] for r in json.loads(Path(f).read_text())["rows"]
+                        if "peak_reserved" in (r.get("measured") or {})})
+
+    def measure(row: dict, cap: float | None = None) -> dict:
+        """One fresh process (capped at `cap` bytes of reserved memory when given)."""
+        spec = dict(row, cap_bytes=int(cap)) if cap else row
+        meas = run_child(spec, args.timeout)
         for _ in range(3):   # the card shared with other jobs (--jobs, or another benchmark)
             if not (meas.get("oom") and device_full(meas)):
                 break
             time.sleep(20)
-            meas = dict(run_child(row, args.timeout), retried_after="device-full")
+            meas = dict(run_child(spec, args.timeout), retried_after="device-full")
+        return meas
+
+    def capped(row: dict, cap: float) -> dict:
+        m = measure(row, cap)
+        status = "ok" if "peak_reserved" in m else "oom" if m.get("oom") else "error"
+        keep = ("peak_reserved", "peak_allocated", "process_context", "error", "retried_after")
+        return {"status": status, "cap_bytes": int(cap), **{k: m[k] for k in keep if k in m}}
+
+    def least(row: dict, est: dict, meas: dict) -> dict:
+        """The least memory that trains, as set 7 measures it for the dense rows: the allocator cap bisected
+        between peak allocated (the live bytes) and peak reserved (trained), + this process's context;
+        and the verdict: capped at HIGH it must train, at 0.85 x LOW it should not."""
+        ctx = meas.get("process_context") or gpu.get("context") or 0
+        out: dict = {"context": int(ctx), "verdict": {}}
+        if est["high"] - ctx < meas["peak_reserved"]:   # else the uncapped run never reserved more than HIGH
+            out["verdict"]["high"] = capped(row, max(0.25 * 1024 ** 3, est["high"] - ctx))
+        lo, hi, trials = bisect_cap(lambda cap: capped(row, cap), float(meas["peak_allocated"]),
+                                    float(meas["peak_reserved"]), args.resolution_gib * 1024 ** 3, args.max_bisect)
+        out.update(cap=int(hi), lower=int(lo), trials=trials)
+        out["verdict"]["0.85low"] = capped(row, max(0.25 * 1024 ** 3, 0.85 * est["low"] - ctx))
+        return out
+
+    def one(row: dict) -> None:
+        row = dict(row, ckpt_dir=args.ckpt_dir, cpu=args.cpu_smoke)
+        est = estimate_row(row, int(gpu.get("total") or 0))
+        meas = dict(earlier[row["id"]], reused="peak run from --reuse-peaks") if row["id"] in earlier \
+            else measure(row)
+        if args.least and "peak_reserved" in meas and not args.cpu_smoke:
+            meas["least"] = least(row, est, meas)
         rec = score({"id": row["id"], "set": row.get("set", "-"), "estimate": est, "measured": meas},
                     gpu.get("context"))
         with lock:
@@ -500,7 +572,8 @@ def main(argv=None) -> int:
         print(row["id"], json.dumps({k: rec.get(k) for k in ("peak", "error", "false_fit")}), meas.get("error", ""),
               flush=True)
 
-    todo = [r for r in grid(args.cpu_smoke) if not args.only or args.only in r["id"]]
+    ids = set(filter(None, args.ids.split(",")))
+    todo = [r for r in grid(args.cpu_smoke) if (r["id"] in ids if ids else not args.only or args.only in r["id"])]
     with ThreadPoolExecutor(max(1, args.jobs)) as pool:
         list(pool.map(one, todo))
     order = {r["id"]: i for i, r in enumerate(todo)}
@@ -511,11 +584,21 @@ def main(argv=None) -> int:
 
 
 def score(rec: dict, context) -> dict:
-    """rec + peak (peak reserved + the CUDA context), the mid edge's error and whether HIGH is below it."""
-    meas = rec.get("measured") or {}
+    """rec + peak (peak reserved + the CUDA context), the mid edge's error and whether HIGH is below it;
+    where the least memory that trains was measured: least (its bracket's upper end + the process's
+    context), the error against it, and a false fit when the run capped at HIGH ran out of memory (or,
+    without that run, HIGH is below the bracket)."""
+    meas, est = rec.get("measured") or {}, rec["estimate"]
     if "peak_reserved" in meas and context is not None:
         peak = meas["peak_reserved"] + context
-        rec.update(peak=peak, error=(rec["estimate"]["mid"] - peak) / peak, false_fit=rec["estimate"]["high"] < peak)
+        rec.update(peak=peak, error=(est["mid"] - peak) / peak, false_fit=est["high"] < peak)
+    lst = meas.get("least")
+    if lst:
+        least, lower = lst["cap"] + lst["context"], lst["lower"] + lst["context"]
+        at_high = (lst.get("verdict") or {}).get("high", {}).get("status")
+        rec.update(least=least, least_lower=lower, error_least=(est["mid"] - least) / least,
+                   false_fit_least=at_high == "oom" if at_high in ("ok", "oom") else est["high"] < lower,
+                   low_trained=(lst.get("verdict") or {}).get("0.85low", {}).get("status") == "ok")
     return rec
 
 
@@ -540,6 +623,23 @@ def markdown(results: dict) -> str:
     for name, es in errs.items():
         lines += ["", f"- **{name}**: median |error| {statistics.median(es):.1%}, worst {max(es):.1%} over {len(es)} rows;"
                   f" false fits {len(fits.get(name, []))}" + (f" ({', '.join(fits[name])})" if fits.get(name) else "")]
+    least = [r for r in results["rows"] if "least" in r]
+    if least:
+        lines += ["", "## Against the least memory that trains (allocator cap bisected; + the process's context)", "",
+                  "| row | set | least GiB (bracket) | mid GiB | error (mid) | at HIGH | at 0.85 x LOW |", "|---|---|---|---|---|---|---|"]
+        by: dict[str, list] = {}
+        for r in least:
+            v = r["measured"]["least"].get("verdict") or {}
+            lines.append(f"| {r['id']} | {r.get('set', '-')} | {r['least'] / g:.2f} ({r['least_lower'] / g:.2f}-{r['least'] / g:.2f}) "
+                         f"| {r['estimate']['mid'] / g:.2f} | {r['error_least']:+.1%} | {v.get('high', {}).get('status', 'ok (never reached)')} "
+                         f"| {v.get('0.85low', {}).get('status', '-')} |")
+            by.setdefault(r.get("set", "-"), []).append(r)
+        for name, rs in by.items():
+            es = [abs(r["error_least"]) for r in rs]
+            ff = [r["id"] for r in rs if r["false_fit_least"]]
+            lines += ["", f"- **{name}** vs least: median |error| {statistics.median(es):.1%}, worst {max(es):.1%} over "
+                      f"{len(es)} rows; false fits {len(ff)}" + (f" ({', '.join(ff)})" if ff else "")
+                      + f"; trained at 0.85 x LOW: {sum(r['low_trained'] for r in rs)}"]
     return "\n".join(lines) + "\n"
 
 

@@ -55,10 +55,14 @@ class Constants:
 # high max(r)-1+0.10 of r = (least - static) / token part; low's rule gave 0.06, above mid's, which put
 # low over mid on rows without checkpointing, so low keeps no slack) and `math_backward` from
 # the one FIT row on SDPA's math path (+2.0 GiB = one more fp32 score tensor at 4096 tokens).
+# Second refit, mid edge only (benchmarks/vram_set7_logits_refit.py, the 17 FIT rows scored inside
+# their bisection brackets): logits 12.5 bytes per token per vocabulary entry, not 15 (fitted; of the
+# tensors at the loss - bf16 logits 2, fp32 copy 4, log-softmax 4, its gradient 4 - not all are live
+# together under a cap), and the slack 6%. Scored on set 11, rows written before it was measured.
 LOW = Constants(context=0.3e9, k_layer=1.2, k_layer_unsloth=1.6, c_logits_hf=12, c_logits_unsloth_old=2, c_logits_eval=8,
                 margin=0.0, upcast_act_factor=1.0, math_backward=2.0, step_frag=0.21, grad_frag=0.0)
-MID = Constants(context=0.8e9, k_layer=1.25, k_layer_unsloth=1.9, c_logits_hf=15, c_logits_unsloth_old=3, c_logits_eval=10,
-                margin=0.01, upcast_act_factor=1.5, math_backward=3.0, step_frag=0.25, grad_frag=0.25)
+MID = Constants(context=0.8e9, k_layer=1.25, k_layer_unsloth=1.9, c_logits_hf=12.5, c_logits_unsloth_old=3, c_logits_eval=10,
+                margin=0.06, upcast_act_factor=1.5, math_backward=3.0, step_frag=0.25, grad_frag=0.25)
 HIGH = Constants(context=1.0e9, k_layer=1.3, k_layer_unsloth=2.2, c_logits_hf=18, c_logits_unsloth_old=4, c_logits_eval=12,
                  margin=0.13, upcast_act_factor=1.8, math_backward=3.5, step_frag=0.44, grad_frag=0.6)
 
