@@ -637,7 +637,7 @@ def markdown(results: dict) -> str:
         for name, rs in by.items():
             es = [abs(r["error_least"]) for r in rs]
             ff = [r["id"] for r in rs if r["false_fit_least"]]
-            lines += ["", f"- **{name}** vs least: median |error| {statistics.median(es):.1%}, worst {max(es):.1%} over "
+            lines += ["", f"- **{name}** vs least: median |error| {statistics.median(es):.2%}, worst {max(es):.2%} over "
                       f"{len(es)} rows; false fits {len(ff)}" + (f" ({', '.join(ff)})" if ff else "")
                       + f"; trained at 0.85 x LOW: {sum(r['low_trained'] for r in rs)}"]
     return "\n".join(lines) + "\n"
