@@ -97,3 +97,14 @@ def min_cuda_for_gpus(facts: Facts) -> Optional[str]:
 
     needs = [r["min_cuda"] for r in (arch_row(g.capability) for g in gpus(facts)) if r and r["min_cuda"]]
     return max(needs, key=cuda_tuple, default=None)
+
+
+def alloc_conf(env: dict[str, str]) -> dict[str, Optional[bool]]:
+    """expandable_segments as set by the user in each allocator variable: True/False/None (unset)."""
+    import re
+
+    out: dict[str, Optional[bool]] = {}
+    for var in ("PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_ALLOC_CONF"):
+        m = re.search(r"expandable_segments\s*:\s*(\w+)", env.get(var, ""), re.I)
+        out[var] = None if not m else m.group(1).lower() == "true"
+    return out

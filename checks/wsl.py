@@ -14,7 +14,7 @@ from typing import Optional
 
 from checks import check
 from doctor.knowledge import load
-from checks._machine import NVIDIA_WSL_GUIDE, UNSLOTH_UPGRADE, is_wsl2
+from checks._machine import NVIDIA_WSL_GUIDE, UNSLOTH_UPGRADE, alloc_conf, is_wsl2
 from doctor.units import GIB, gib
 from checks._models import SMALL_HOST_RAM, checkpoint_bytes, is_prequantized, load_ram_need, model_shape
 from doctor.knowledge.versions import below, parse
@@ -113,15 +113,6 @@ def _pinned(facts: Facts, config) -> Optional[Finding]:
         confidence=0.8, fix_cost=1)
 
 
-def _alloc_conf(env: dict[str, str]) -> dict[str, Optional[bool]]:
-    """expandable_segments as set by the user in each allocator variable: True/False/None (unset)."""
-    out: dict[str, Optional[bool]] = {}
-    for var in ("PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_ALLOC_CONF"):
-        m = re.search(r"expandable_segments\s*:\s*(\w+)", env.get(var, ""), re.I)
-        out[var] = None if not m else m.group(1).lower() == "true"
-    return out
-
-
 def forced_by_unsloth(facts: Facts) -> Optional[str]:
     """Which installed package sets expandable_segments:True inside the process (approximate by
     version: checks/data/unsloth_behaviour.json), or None."""
@@ -138,7 +129,7 @@ def forced_by_unsloth(facts: Facts) -> Optional[str]:
 
 
 def _expandable(facts: Facts) -> Optional[Finding]:
-    conf = _alloc_conf(facts.env)
+    conf = alloc_conf(facts.env)
     user_true = [var for var, v in conf.items() if v is True]
     user_false = any(v is False for v in conf.values())
     forced = forced_by_unsloth(facts)

@@ -131,3 +131,30 @@ def test_registered_with_every_id_it_emits():
     assert spec.needs_config and set(spec.finding_ids) >= {"vram.fits", "vram.tight", "vram.does-not-fit",
                                                             "vram.no-gpu", "vram.model-shape-unknown",
                                                             "vram.host-ram-offload"}
+
+
+def test_tight_transformers_run_is_offered_expandable_segments_unless_wsl_unsloth_or_chosen():
+    """The allocator's expandable segments (set 12: 1-14% less memory to train) as a remedy for a tight
+    transformers run; not on WSL (GPU-PV refuses it), not for Unsloth (it sets the allocator), and
+    not where the user already chose either way."""
+    from doctor.vram.estimator import estimate_for
+
+    cfg = load_config(Path(__file__).parent / "corpus" / "hf_peft_trl_qlora.py")
+    pkgs = {"trl": "1.16.0"}
+    est = estimate_for(make_facts(packages=pkgs), cfg)
+    between = (est.low.total + est.high.total) / 2 / GIB
+
+    def tight(facts):
+        (f,) = vram_headroom(facts, cfg)
+        assert f.id == "vram.tight"
+        return f.remediation
+    assert "expandable_segments:True" in tight(make_facts(total_gib=between, packages=pkgs))
+    assert "expandable_segments" not in tight(make_facts(total_gib=between, packages=pkgs, wsl=True))
+    for value in ("expandable_segments:True", "expandable_segments:False"):
+        chosen = make_facts(total_gib=between, packages=pkgs)
+        chosen.env["PYTORCH_CUDA_ALLOC_CONF"] = value
+        assert "expandable_segments" not in tight(chosen)
+    ref = reference()
+    est = estimate_for(make_facts(packages=UNSLOTH_NEW), ref)
+    (f,) = vram_headroom(make_facts(total_gib=(est.low.total + est.high.total) / 2 / GIB, packages=UNSLOTH_NEW), ref)
+    assert f.id == "vram.tight" and "expandable_segments" not in f.remediation
