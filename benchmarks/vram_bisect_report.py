@@ -105,10 +105,11 @@ def render(recs: list[dict], verdict: dict | None = None) -> str:
             + ((v.get("high") or {}).get("status") or "-") + " | " + ((v.get("0.85low") or {}).get("status") or "-")
             + " |")
     out = ["\n".join(lines), ""]
-    for name in dict.fromkeys(r["set"] for r in recs):
+    sets = list(dict.fromkeys(r["set"] for r in recs))
+    for name in sets:
         sub = [r for r in recs if r["set"] == name]
         out.append(f"- **{name.upper()}**: {summary(sub)}")
-    for name in [s for s in dict.fromkeys(r["set"] for r in recs) if s != "fit"] if verdict else []:
+    for name in [s for s in sets if s != "fit"] if verdict else []:
         held = {r["id"] for r in recs if r["set"] == name}
         vh = {k: v for k, v in vmap.items() if k in held}
         bad = sorted(k for k, v in vh.items() if (v.get("high") or {}).get("status") == "oom")

@@ -1,12 +1,13 @@
-"""Set 7 (issue 12): the second refit that was measured but NOT applied - the logits constant and the
-slack of the mid edge fitted on the 18 FIT rows, each least-memory value scored inside its bisection
-bracket (an estimate between the bracket's ends counts as exact).
+"""Set 7 (issue 12): the second refit of the mid edge - the logits constant and the slack fitted on the
+18 FIT rows, each least-memory value scored inside its bisection bracket (an estimate between the
+bracket's ends counts as exact).
 
     python benchmarks/vram_set7_logits_refit.py
 
-Prints the FIT and HELD-OUT scores for the current constants (c_logits_hf 15, slack 1%) and for the
-best pair on the FIT rows. Not applied because the held-out rows had been seen when it was made;
-it needs fresh held-out rows on the GPU (benchmarks/vram-validation.md, set 7).
+Prints the FIT and HELD-OUT scores for the constants before the refit (c_logits_hf 15, slack 1%), for
+the estimator's current ones and for the best pair on the FIT rows. Measured on 2026-12-03 and held
+back (the held-out rows had been seen); applied in the next stop and scored on set 11, rows written
+before they were measured (benchmarks/vram-validation.md).
 """
 from __future__ import annotations
 
@@ -41,7 +42,10 @@ def parts() -> list[dict]:
             continue
         shape, _lo, mid, _hi, _ = vg.row_inputs(e, data["versions"], data["gpu"].get("total"))
         bd = E.estimate(shape, mid, replace(E.MID, margin=0.0))
-        logits = sum(c.bytes for c in bd.components if c.key == "logits" and c.at_peak)
+        # the part of the logits that scales with c_logits_hf (not the family's extra tensors: Gemma 2's
+        # soft-capping, Granite's scaling)
+        logits = sum(c.bytes for c in bd.components if c.key == "logits" and c.at_peak) \
+            * E.MID.c_logits_hf / (E.MID.c_logits_hf + shape.logits_extra_bytes)
         out.append({"id": e["id"], "set": e["set"], "upper": e["least_total"], "c0": E.MID.c_logits_hf,
                     "lower": e["least_cap_lower"] + e["context"], "static": bd.static, "logits": logits,
                     "other": bd.dynamic - logits})
@@ -74,7 +78,9 @@ def main() -> int:
             loss = statistics.median(errs) + 0.5 * max(errs)
             if best is None or loss < best[0]:
                 best = (loss, c, m)
-    for label, c, m in (("current", rows[0]["c0"], 0.01), ("refit", best[1], best[2])):
+    from doctor.vram.estimator import MID
+
+    for label, c, m in (("before", 15.0, 0.01), ("current", MID.c_logits_hf, MID.margin), ("refit", best[1], best[2])):
         for name in ("fit", "held-out"):
             print(f"{label} (c_logits {c}, slack {m:.0%}) {name}: in the bracket {score(rows, c, m, name, True)}; "
                   f"against the upper end {score(rows, c, m, name, False)}")

@@ -98,6 +98,11 @@ TINY_VLM = dict(VLM, hidden_size=128, intermediate_size=128, num_hidden_layers=2
                                    out_hidden_size=128, fullatt_block_indexes=[1]))
 
 
+def tagged(name: str, rows: list[dict]) -> list[dict]:
+    """The rows of one validation set, each carrying the set's name (FIT, HELD-OUT, set9, ...)."""
+    return [dict(r, set=name) for r in rows]
+
+
 def grid(smoke: bool) -> list[dict]:
     """Rows: kind, model config, batch, seq, options. At least 12 on the GPU."""
     if smoke:
@@ -142,8 +147,7 @@ def grid(smoke: bool) -> list[dict]:
     # run 1 (2026-12-03): 2048 tokens x 32 sequences x 3 steps through model.generate passed 240 s
     rows.append(dict(id="grpo-generate-llama1b-long", kind="grpo", cfg=LLAMA1B, batch=8, prompt=256, completion=1024,
                      gc=True, optim="adamw_torch", accum=2))
-    for r in rows:
-        r["set"] = "fit"
+    rows = tagged("fit", rows)
     # HELD-OUT (written before fitting on the rows above; never used to set a constant)
     held = [
         dict(id="h-full-llama1b-gc0", kind="full", cfg=LLAMA1B, batch=2, seq=2048, gc=False, optim="adamw_torch"),
@@ -165,9 +169,7 @@ def grid(smoke: bool) -> list[dict]:
         dict(id="h-grpo-qwen0.5b-gc0", kind="grpo", cfg=QWEN05, batch=16, prompt=512, completion=256, gc=False,
              optim="adamw_torch", accum=1),
     ]
-    for r in held:
-        r["set"] = "held-out"
-    rows += held
+    rows += tagged("held-out", held)
     # SET 9: HELD-OUT again, written after the set-8 fit (optimizer step phase, MoE routed slots) and
     # before measuring, to score that fit on rows it has never seen
     s9 = [
@@ -184,9 +186,7 @@ def grid(smoke: bool) -> list[dict]:
         dict(id="s9-full-llama1b-fused", kind="full", cfg=LLAMA1B, batch=4, seq=1024, gc=True, optim="adamw_torch_fused"),
         dict(id="s9-moe-full-fused", kind="full", cfg=MOE, batch=4, seq=1024, gc=True, optim="adamw_torch_fused"),
     ]
-    for r in s9:
-        r["set"] = "set9"
-    rows += s9
+    rows += tagged("set9", s9)
     # SET 10: the final HELD-OUT set, written before sets 8 and 9 were used to fit (PEFT's LoRA on fused
     # experts, the logits at the loss) and measured once after it
     s10 = [
@@ -203,9 +203,7 @@ def grid(smoke: bool) -> list[dict]:
         dict(id="s10-full-gemma3-fused", kind="full", cfg=GEMMA3_1B, batch=4, seq=1024, gc=True, optim="adamw_torch_fused"),
         dict(id="s10-moe64-lora-gc1", kind="lora", cfg=MOE64, batch=8, seq=2048, gc=True, optim="adamw_torch"),
     ]
-    for r in s10:
-        r["set"] = "set10"
-    rows += s10
+    rows += tagged("set10", s10)
     # SET 12: HELD-OUT for the least-memory refit (issue 16 scored as issue 12 is: against the least memory
     # that trains), written and committed with their estimates before any workload row was bisected
     s12 = [
@@ -226,9 +224,7 @@ def grid(smoke: bool) -> list[dict]:
         dict(id="s12-grpo-qwen3-0.6b", kind="grpo", cfg=QWEN3_06, batch=8, prompt=256, completion=256, gc=True,
              optim="adamw_torch", accum=2),
     ]
-    for r in s12:
-        r["set"] = "set12"
-    rows += s12
+    rows += tagged("set12", s12)
     for frac in (0.3, 0.5):
         rows.append(dict(id=f"grpo-vllm-colocate-{frac}", kind="grpo-vllm", cfg=QWEN05, batch=8, prompt=256,
                          completion=512, gc=True, optim="adamw_torch", accum=1, fraction=frac, set="held-out"))
