@@ -1,5 +1,7 @@
-"""Issue 16: the least-memory refit of the workload constants (mid edge's step_frag and grad_frag),
-on the 14 rows of sets 8-10 measured with --least (all seen before; set 12 is the held-out set).
+"""Issue 16: the least-memory refit of the workload constants (mid edge's step_frag and grad_frag).
+First on the 14 rows of sets 8-10 measured with --least (set 12 held out: mid step_frag 0, grad_frag
+0.5); then, after set 12 was measured, on all 26 bisected rows of sets 8-12 (set 13 held out: mid
+step_frag 0.05, grad_frag 0.25, the pairs it prints now; the first fit is in git history).
 
     python benchmarks/vram_workloads_least_refit.py
 
@@ -18,7 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 for p in (REPO, REPO / "benchmarks" / "gpu"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
-RUN = REPO / "benchmarks/results/h200-2026-12-03-set11/r1/workloads/vram_workloads.json"
+RUNS = [REPO / "benchmarks/results/h200-2026-12-03-set11/r1/workloads/vram_workloads.json",   # sets 8-10
+        REPO / "benchmarks/results/h200-2026-12-03-set12/r2/workloads/vram_workloads.json"]   # set 12
 
 
 def main() -> int:
@@ -26,9 +29,11 @@ def main() -> int:
 
     from doctor.vram import estimator as E
 
-    data = json.loads(RUN.read_text())
     grid = {r["id"]: r for r in w.grid(False)}
-    rows = [r for r in data["rows"] if "least" in (r.get("measured") or {})]
+    rows = []
+    for run in RUNS:
+        data = json.loads(run.read_text())
+        rows += [dict(r, total=data["gpu"]["total"]) for r in data["rows"] if "least" in (r.get("measured") or {})]
     base = E.MID
     scored = []
     try:
@@ -39,7 +44,7 @@ def main() -> int:
                 for r in rows:
                     lst = r["measured"]["least"]
                     least = lst["cap"] + lst["context"]
-                    errs.append(abs(w.estimate_row(grid[r["id"]], data["gpu"]["total"])["mid"] - least) / least)
+                    errs.append(abs(w.estimate_row(grid[r["id"]], r["total"])["mid"] - least) / least)
                 scored.append((statistics.median(errs) + max(errs) / 2, sf, gf, statistics.median(errs), max(errs)))
     finally:
         E.MID = base

@@ -233,9 +233,10 @@ def test_set7_calibrated_constants_are_pinned():
     assert (E.LOW.math_backward, E.MID.math_backward, E.HIGH.math_backward) == (2.0, 3.0, 3.5)
     assert (E.LOW.c_logits_hf, E.MID.c_logits_hf, E.HIGH.c_logits_hf) == (12, 12.5, 18)
     assert E.MID.hf_act == 1.0 and E.MID.k_layer == 1.25
-    # the workloads' least-memory refit (issue 16): the step's fragmentation is given back under a cap
-    assert (E.LOW.step_frag, E.MID.step_frag, E.HIGH.step_frag) == (0.0, 0.0, 0.44)
-    assert (E.LOW.grad_frag, E.MID.grad_frag, E.HIGH.grad_frag) == (0.0, 0.5, 0.6)
+    # the workloads' least-memory refit on sets 8-12 (issue 16): most of the step's fragmentation is
+    # given back under a cap; a quarter of the landed gradients' is not
+    assert (E.LOW.step_frag, E.MID.step_frag, E.HIGH.step_frag) == (0.0, 0.05, 0.44)
+    assert (E.LOW.grad_frag, E.MID.grad_frag, E.HIGH.grad_frag) == (0.0, 0.25, 0.6)
 
 
 def test_set7_row_f1_by_hand():

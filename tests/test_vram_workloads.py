@@ -58,7 +58,11 @@ def test_moe_components_4bit_16bit_lora_and_full():
     assert E.estimate(MIXTRAL, replace(BASE, lora_targets=E.ALL_PROJECTIONS)).part("moe-lora") == 0
     assert E.estimate(MIXTRAL, replace(BASE, lora_targets=("w1", "w2", "w3"))).part("moe-lora") > 0
     full = E.estimate(MIXTRAL, replace(BASE, quant="none", full_finetune=True, optim="adamw_torch"))
-    assert full.part("moe-experts") == n * 2 and full.part("moe-grads") == n * (2 + 2 * 2)
+    assert full.part("moe-experts") == n * 2 and full.part("moe-grads") == n * 2
+    assert full.part("moe-optimizer") == n * 2 * 2
+    # gradients freed between steps: the experts' come after the backward peak, their state does not
+    freed = E.estimate(MIXTRAL, replace(BASE, quant="none", full_finetune=True, optim="adamw_torch", grads_persist=False))
+    assert freed.part("moe-grads") == 0 and freed.part("moe-optimizer") == n * 2 * 2
     # the activations are the routed experts' only: the dense path with intermediate = top-2 x 14336
     assert MIXTRAL.intermediate == 2 * 14336
 
@@ -75,7 +79,10 @@ def test_vision_tower_weights_training_and_checkpointing():
     on = E.estimate(QWEN_VL, replace(BASE, batch_size=2, gc="hf", workload=wl))
     assert on.part("vision-activations") == per * 2048 + 32 * 1280 * 2 * 2048
     full = E.estimate(QWEN_VL, replace(BASE, quant="none", full_finetune=True, optim="adamw_torch", workload=wl))
-    assert full.part("vision-grads") == vp * (2 + 4)
+    assert full.part("vision-grads") == vp * 2 and full.part("vision-optimizer") == vp * 4
+    freed = E.estimate(QWEN_VL, replace(BASE, quant="none", full_finetune=True, optim="adamw_torch", workload=wl,
+                                        grads_persist=False))
+    assert freed.part("vision-grads") == 0 and freed.part("vision-optimizer") == vp * 4
 
 
 def test_grpo_vllm_colocate_reserves_its_fraction_of_the_card():

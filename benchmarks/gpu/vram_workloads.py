@@ -87,6 +87,16 @@ LLAMA3B = {"model_type": "llama", "hidden_size": 3072, "intermediate_size": 8192
 QWEN3_06 = {"model_type": "qwen3", "hidden_size": 1024, "intermediate_size": 3072, "num_hidden_layers": 28,
             "num_attention_heads": 16, "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 151936,
             "tie_word_embeddings": True}
+# SET 13 shapes (written 2026-12-03, fourth session, before set 13 was measured): SmolLM2-1.7B, OLMo-2-1B
+# (QK-norm over the whole projection), a GraniteMoE (scaled embeddings and logits) shape
+SMOLLM2_17 = {"model_type": "llama", "hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 24,
+              "num_attention_heads": 32, "num_key_value_heads": 32, "vocab_size": 49152, "tie_word_embeddings": True}
+OLMO2_1B = {"model_type": "olmo2", "hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16,
+            "num_attention_heads": 16, "num_key_value_heads": 16, "vocab_size": 100352, "tie_word_embeddings": False}
+GRANITEMOE_S = {"model_type": "granitemoe", "hidden_size": 1024, "intermediate_size": 512, "num_hidden_layers": 12,
+                "num_attention_heads": 16, "num_key_value_heads": 8, "num_local_experts": 32, "num_experts_per_tok": 8,
+                "vocab_size": 49155, "tie_word_embeddings": True, "embedding_multiplier": 12.0,
+                "logits_scaling": 6.0, "residual_multiplier": 0.22, "attention_multiplier": 0.015625}
 TINY = {"model_type": "qwen2", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
         "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 1000, "tie_word_embeddings": True}
 TINY_MOE = dict(MOE, hidden_size=64, moe_intermediate_size=32, num_hidden_layers=2, num_attention_heads=4,
@@ -225,6 +235,33 @@ def grid(smoke: bool) -> list[dict]:
              optim="adamw_torch", accum=2),
     ]
     rows += tagged("set12", s12)
+    # SET 13: HELD-OUT for the fourth session's refit (expert and vision-tower gradients freed before the
+    # backward peak, QK-norm of Qwen3-MoE / OLMo, grad_frag over every landed gradient, mid grad_frag
+    # 0.25 / step_frag 0.05 fitted on the 26 bisected rows of sets 8-12); written and committed with
+    # their estimates before it was measured; three shapes no set has measured
+    s13 = [
+        dict(id="s13-full-smollm2-gc1", kind="full", cfg=SMOLLM2_17, batch=4, seq=1024, gc=True, optim="adamw_torch"),
+        dict(id="s13-full-olmo2-1b-gc0", kind="full", cfg=OLMO2_1B, batch=1, seq=2048, gc=False,
+             optim="adamw_torch_fused"),
+        dict(id="s13-dpo-smollm2-8bit-gc1", kind="dpo", cfg=SMOLLM2_17, batch=2, seq=1024, gc=True, optim="adamw_8bit"),
+        dict(id="s13-dpo-gemma3-1b-gc1", kind="dpo", cfg=GEMMA3_1B, batch=1, seq=1024, gc=True, optim="adamw_torch"),
+        dict(id="s13-grpo-llama1b-512", kind="grpo", cfg=LLAMA1B, batch=8, prompt=512, completion=256, gc=True,
+             optim="adamw_torch", accum=2),
+        dict(id="s13-grpo-olmo2-gc0", kind="grpo", cfg=OLMO2_1B, batch=4, prompt=128, completion=256, gc=False,
+             optim="adamw_torch", accum=2),
+        dict(id="s13-granitemoe-full-gc1", kind="full", cfg=GRANITEMOE_S, batch=4, seq=1024, gc=True, optim="adamw_torch"),
+        dict(id="s13-granitemoe-lora-gc0", kind="lora", cfg=GRANITEMOE_S, batch=2, seq=2048, gc=False,
+             optim="adamw_torch"),
+        dict(id="s13-moe64-full-gc0", kind="full", cfg=MOE64, batch=2, seq=1024, gc=False, optim="adamw_torch"),
+        dict(id="s13-qwen2moe-lora-gc1-4k", kind="lora", cfg=QWEN2MOE_S, batch=2, seq=4096, gc=True,
+             optim="adamw_torch"),
+        dict(id="s13-olmoe-full-8bit-gc0", kind="full", cfg=OLMOE_S, batch=2, seq=1024, gc=False, optim="adamw_8bit"),
+        dict(id="s13-vlm-frozen-gc1-448-2k", kind="vlm", cfg=VLM, batch=2, seq=2048, gc=True, optim="adamw_torch",
+             image=448, vision_trained=False),
+        dict(id="s13-vlm-trained-gc0-336", kind="vlm", cfg=VLM, batch=2, seq=1024, gc=False, optim="adamw_torch",
+             image=336, vision_trained=True),
+    ]
+    rows += tagged("set13", s13)
     for frac in (0.3, 0.5):
         rows.append(dict(id=f"grpo-vllm-colocate-{frac}", kind="grpo-vllm", cfg=QWEN05, batch=8, prompt=256,
                          completion=512, gc=True, optim="adamw_torch", accum=1, fraction=frac, set="held-out"))

@@ -223,8 +223,7 @@ def workload_components(shape: ModelShape, inp, k, comps: list) -> list:
                              note=f"{shape.num_experts - shape.experts_per_tok} of {shape.num_experts} experts "
                                   f"x {shape.layers} layers + router, {note}; activations: top-{shape.experts_per_tok} only"))
         if full:
-            out.append(Component("moe-grads", "expert gradients + optimizer", n * (inp.param_bytes + opt_per),
-                                 note=f"every expert trains ({inp.optim})"))
+            out += _trained_part(inp, "moe", "expert", n, opt_per, Component)
         elif experts_get_lora(shape, inp.lora_targets):
             h, i, e = shape.hidden, shape.moe_intermediate, shape.num_experts
             lora_opt, _ = optimizer_bytes(inp.optim, LORA_BYTES)
@@ -251,8 +250,7 @@ def workload_components(shape: ModelShape, inp, k, comps: list) -> list:
                              note=f"{shape.vision_layers} layers, {'16-bit' if vb == 2 else 'fp32'} (not quantized)"))
         if wl.vision_trained:
             if full:
-                out.append(Component("vision-grads", "vision gradients + optimizer",
-                                     shape.vision_params * (vb + opt_per), note=f"vision tower trains ({inp.optim})"))
+                out += _trained_part(inp, "vision", "vision tower", shape.vision_params, opt_per, Component)
             else:
                 n = inp.lora_r * shape.vision_layers * 18 * shape.vision_hidden
                 lora_opt, _ = optimizer_bytes(inp.optim, LORA_BYTES)
@@ -277,11 +275,25 @@ def workload_components(shape: ModelShape, inp, k, comps: list) -> list:
     return out
 
 
+def _trained_part(inp, key: str, what: str, n: float, opt_per: float, Component) -> list:
+    """Gradients and optimizer state of a part that full fine-tuning trains beyond the dense count
+    (the experts not routed to, the vision tower). With gradients freed between steps they do not
+    exist at the backward peak (the loss comes before any of their gradients; the vision tower's come
+    last of all), only at the optimizer step (_optimizer_step counts them there); the state does."""
+    freed = not inp.grads_persist
+    return [Component(f"{key}-grads", f"{what} gradients", n * inp.param_bytes, at_peak=not freed,
+                      note=f"every {what} parameter trains" + ("; freed between steps: alive at the optimizer "
+                                                                "step, not at the backward peak" if freed else "")),
+            Component(f"{key}-optimizer", f"{what} optimizer state", n * opt_per, note=inp.optim)]
+
+
 def experts_get_lora(shape: ModelShape, targets) -> bool:
     """Whether PEFT puts LoRA on a MoE model's experts for these target names: transformers >= 5 maps
     the per-expert names of the family's naming (Mixtral: w1/w2/w3; Qwen2-MoE style: gate_proj/up_proj/
     down_proj) onto the fused parameters; other names miss them (checks/data/workloads.json)."""
     rule = workload_defaults()["peft-moe-experts"]
+    if shape.model_type in rule.get("unmapped", ()):
+        return False   # no v4 expert names to map: LoRA stays on the attention projections
     names = {t.split(".")[-1] for t in (targets or ())}
     if names & {"all-linear", "gate_up_proj"}:
         return True
@@ -292,7 +304,8 @@ def experts_get_lora(shape: ModelShape, targets) -> bool:
 
 
 # the parts of the estimate that are the trainable parameters' own: alive at the optimizer step
-_TRAINABLE_KEYS = ("grads", "optimizer", "lora", "moe-grads", "moe-lora", "vision-grads", "vision-lora")
+_TRAINABLE_KEYS = ("grads", "optimizer", "lora", "moe-grads", "moe-optimizer", "moe-lora", "vision-grads",
+                   "vision-optimizer", "vision-lora")
 _FORWARD_ONLY_KEYS = ("moe-lora-delta",)   # built in the forward, freed with the activations
 
 
