@@ -63,6 +63,9 @@ def test_moe_components_4bit_16bit_lora_and_full():
     # gradients freed between steps: the experts' come after the backward peak, their state does not
     freed = E.estimate(MIXTRAL, replace(BASE, quant="none", full_finetune=True, optim="adamw_torch", grads_persist=False))
     assert freed.part("moe-grads") == 0 and freed.part("moe-optimizer") == n * 2 * 2
+    # ... but they land in the cache the activations left: grads-frag counts them with the dense ones
+    landed = MIXTRAL.total_params * 2 + n * 2
+    assert freed.part("grads-frag") == pytest.approx(E.MID.grad_frag * landed)
     # the activations are the routed experts' only: the dense path with intermediate = top-2 x 14336
     assert MIXTRAL.intermediate == 2 * 14336
 
@@ -208,6 +211,33 @@ def test_peft_expert_targets_follow_the_family_naming():
                                          workload=W.Workload(fused_experts=False)))
     assert four.part("moe-lora-delta") == 0
     assert four.part("moe-lora") == pytest.approx(16 * 48 * 128 * 3 * (2048 + 768) * (4 + 4 + 2.03125))
+
+
+def test_granitemoe_experts_get_no_lora_and_its_logits_are_scaled():
+    """transformers converts GraniteMoE's input_linear/output_linear into its own expert family, which
+    PEFT has no target-name mapping for: no name, not even all-linear, reaches the experts."""
+    from doctor.config.model_shapes import shape_from_config
+
+    g = shape_from_config({"model_type": "granitemoe", "hidden_size": 1024, "intermediate_size": 512,
+                           "num_hidden_layers": 12, "num_attention_heads": 16, "num_key_value_heads": 8,
+                           "num_local_experts": 32, "num_experts_per_tok": 8, "vocab_size": 49155}, name="g")
+    assert g.is_moe and g.num_experts == 32
+    for targets in (E.ALL_PROJECTIONS, ("gate_proj",), ("all-linear",)):
+        assert not W.experts_get_lora(g, targets)
+    lora = E.estimate(g, replace(BASE, quant="none", lora_targets=E.ALL_PROJECTIONS))
+    assert lora.part("moe-lora") == 0 and lora.part("moe-lora-delta") == 0
+    assert g.logits_extra_bytes == 2   # logits / logits_scaling: one more bf16 copy, as Granite
+
+
+def test_qk_norm_inputs_per_head_or_over_the_projection():
+    """Qwen3-MoE (per head) and OLMoE / OLMo 2 (over the whole q and k projections) keep the fp32 input
+    of each norm: 4 x (q + kv) bytes per token and layer more than the same shape without them."""
+    full = replace(BASE, quant="none", full_finetune=True, optim="adamw_torch")
+    q, kv = QWEN3_MOE.q_dim, QWEN3_MOE.kv_dim
+    for kind in ("qwen3_moe", "olmoe"):
+        with_norm = E.hf_activation_bytes_per_token(replace(QWEN3_MOE, model_type=kind), full)
+        without = E.hf_activation_bytes_per_token(replace(QWEN3_MOE, model_type="mixtral"), full)
+        assert with_norm - without == 4 * (q + kv)
 
 
 def test_moe_routed_slots_keep_their_own_tensors():

@@ -23,7 +23,7 @@ FIT (set 8's first 13), HELD-OUT (set 8's next 13), set9, set10 (each written be
 `--only s10-` runs one set. `--least` adds, per row, the least memory that trains (the allocator cap
 bisected between peak allocated and peak reserved, each trial a fresh process, as set 7 does for the
 dense rows) and the verdict runs at HIGH and 0.85 x LOW; `--reuse-peaks` takes the uncapped peaks from
-an earlier run. Results: benchmarks/vram-validation.md, sets 8-12 (H200, 2026-12-03); re-score a run
+an earlier run. Results: benchmarks/vram-validation.md, sets 8-13 (H200, 2026-12-03); re-score a run
 with the estimator as it is now: benchmarks/vram_workloads_report.py.
 """
 from __future__ import annotations

@@ -70,7 +70,8 @@ class Constants:
 # Fourth session (after set 12 missed by a hair): the experts' and the vision tower's gradients left
 # the backward peak (freed between steps, they land after it) and grad_frag covers every landed
 # gradient; mid grad_frag 0.25, step_frag 0.05 refitted on all 26 bisected rows of sets 8-12 (median
-# 4.1%, worst 10.8%; benchmarks/vram_workloads_least_refit.py); scored on set 13, written before.
+# 4.1%, worst 10.8%; benchmarks/vram_workloads_least_refit.py). Set 13, written before, measured
+# after: median 1.7%, worst 11.0%, no false fits (benchmarks/vram-validation.md).
 LOW = Constants(context=0.3e9, k_layer=1.2, k_layer_unsloth=1.6, c_logits_hf=12, c_logits_unsloth_old=2, c_logits_eval=8,
                 margin=0.0, upcast_act_factor=1.0, math_backward=2.0, step_frag=0.0, grad_frag=0.0)
 MID = Constants(context=0.8e9, k_layer=1.25, k_layer_unsloth=1.9, c_logits_hf=12.5, c_logits_unsloth_old=3, c_logits_eval=10,
