@@ -602,7 +602,7 @@ def _string_context(sig: list, calls: list) -> int:
     def at(k):
         return sig[-k] if len(sig) >= k else (None, "")
 
-    (t1, s1), (t2, s2), (t3, s3), (t4, s4) = at(1), at(2), at(3), at(4)
+    (_, s1), (t2, s2), (t3, s3), (t4, s4) = at(1), at(2), at(3), at(4)
     if s1 == "=" and t2 == tokenize.NAME and calls and calls[-1] == "login":
         return STRONG                                                # wandb.login(key="...")
     if s1 == "=" and t2 == tokenize.NAME and s3 == ":" and t4 == tokenize.NAME:
@@ -627,7 +627,6 @@ def _string_context(sig: list, calls: list) -> int:
 def redact_python(r: "Redactor", text: str) -> Optional[tuple[str, Counter]]:
     """Python source redacted so that it still parses whenever it did (see above); None when it
     cannot be tokenized (the caller falls back to the text rules)."""
-    import ast
     import io
 
     if len(text) > MAX_PYTHON_CHARS:
