@@ -45,8 +45,8 @@ class Constants:
                               # above HIGH, 0.5, + 0.1). Mid: least-memory refits below
     step_frag: float = 0.25   # reserved over allocated at the optimizer step, on the trainable part (set 8
                               # FIT rows where the step is the peak: 1.23, 1.25, 1.34; high max+0.10).
-                              # Low and mid 0 since the least-memory refit (below): under a cap the
-                              # allocator gives this back
+                              # Low 0 and mid 0.05 since the least-memory refits (below): under a cap
+                              # the allocator gives most of this back
 
 
 # Set 7 (issue 12, H200 2026-12-03): the target is the LEAST memory a configuration trains in (the
@@ -348,13 +348,13 @@ def estimate(shape: ModelShape, inp: Inputs, k: Constants = MID) -> Breakdown:
                                note="recomputed" + (" + dropout copies" if inp.lora_dropout else "") + scores_note))
         comps.append(Component("logits", "logits + loss", logits, at_peak=logits_peak, token_dependent=True,
                                note=lnote))
-    from doctor.vram.workloads import workload_components   # MoE, VLM, GRPO/vLLM, DPO reference
+    from doctor.vram.workloads import GRADIENT_KEYS, workload_components   # MoE, VLM, GRPO/vLLM, DPO reference
 
     comps += workload_components(shape, inp, k, comps)   # workloads hook
     if inp.full_finetune and not inp.grads_persist and k.grad_frag:
         # every gradient freed between steps (the experts' and the vision tower's too) lands in cache
         # the previous step's activations left: part of it is then unusable to the backward's peak
-        landed = sum(c.bytes for c in comps if c.key in ("grads", "moe-grads", "vision-grads"))
+        landed = sum(c.bytes for c in comps if c.key in GRADIENT_KEYS)
         comps.append(Component("grads-frag", "cache left unusable as gradients land", k.grad_frag * landed,
                                note=f"{k.grad_frag:.2f} x the gradients (allocator fragmentation, sets 8-12)"))
     from doctor.vram.sharding import shard_components   # DDP / ZeRO / FSDP: one rank's share

@@ -303,9 +303,10 @@ def experts_get_lora(shape: ModelShape, targets) -> bool:
     return bool(names & expert_names)
 
 
+# the gradients of full fine-tuning: the dense count (estimator), the experts' and the tower's (_trained_part)
+GRADIENT_KEYS = ("grads", "moe-grads", "vision-grads")
 # the parts of the estimate that are the trainable parameters' own: alive at the optimizer step
-_TRAINABLE_KEYS = ("grads", "optimizer", "lora", "moe-grads", "moe-optimizer", "moe-lora", "vision-grads",
-                   "vision-optimizer", "vision-lora")
+_TRAINABLE_KEYS = GRADIENT_KEYS + ("optimizer", "lora", "moe-optimizer", "moe-lora", "vision-optimizer", "vision-lora")
 _FORWARD_ONLY_KEYS = ("moe-lora-delta",)   # built in the forward, freed with the activations
 
 
