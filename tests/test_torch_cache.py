@@ -7,6 +7,7 @@ to a sentinel file beside it, so "torch was not imported" is counted, not assume
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -103,6 +104,9 @@ def test_fake_torch_imported_once_then_again_when_its_files_change(cache, fake_t
     assert first.devices[0].free_memory == 20000000000 and second.devices[0].free_memory is None
 
     (pkg / "__init__.py").write_text(FAKE_TORCH.replace("2.5.1+cu124", "2.6.0+cu124"))   # pip upgraded torch
+    # ... and removed the old bytecode, as pip does: a rewrite of the same size within the second of the
+    # first import would otherwise pass Python's own .pyc check (whole-second mtime + size) and load stale
+    shutil.rmtree(pkg / "__pycache__", ignore_errors=True)
     third, _ = torch_probe.probe()
     assert imports(pkg) == 2 and third.version == "2.6.0+cu124" and not third.from_cache
     (pkg / "lib").mkdir()
